@@ -1,0 +1,63 @@
+// omniroute: the all-in-one gateway. Edge, router, translator, accounts and usage in one
+// process; state in memory (or Redis when configured), usage in SQLite (or PostgreSQL).
+#include <cstring>
+#include <iostream>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "edge.h"
+#include "local_accounts.h"
+#include "local_router.h"
+#include "local_translator.h"
+#include "local_usage.h"
+
+int main(int argc, char** argv) {
+  using namespace omniroute;
+  std::string config_path;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--config") && i + 1 < argc) {
+      config_path = argv[++i];
+    } else if (!std::strncmp(argv[i], "--config=", 9)) {
+      config_path = argv[i] + 9;
+    } else if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
+      std::cout << "usage: omniroute [--config FILE]\n"
+                   "  FILE defaults to $OMNIROUTE_CONFIG, then $DATA_DIR/omniroute.yaml\n"
+                   "  env: PORT DATA_DIR REQUIRE_API_KEY OMNIROUTE_ADMIN_KEY API_KEY_SECRET\n"
+                   "       JWT_SECRET INITIAL_PASSWORD REDIS_URL DATABASE_URL\n";
+      return 0;
+    } else {
+      std::cerr << "unknown argument: " << argv[i] << " (see --help)\n";
+      return 2;
+    }
+  }
+  auto config = LoadConfig(config_path);
+  if (!config.ok()) {
+    LogError("invalid configuration", {{"error", config.status().message()}});
+    return 1;
+  }
+  auto registry = BuildRegistry(**config);
+  if (!registry.ok()) {
+    LogError("invalid configuration", {{"error", registry.status().message()}});
+    return 1;
+  }
+  auto store = (*config)->storage.postgres_url.empty()
+                   ? usage::MakeSqliteUsageStore((*config)->storage.sqlite_path)
+                   : usage::MakePostgresUsageStore((*config)->storage.postgres_url);
+  if (store.ok()) {
+    if (absl::Status s = (*store)->Migrate(); !s.ok()) store = s;
+  }
+  if (!store.ok()) {
+    LogError("cannot open the usage store", {{"error", store.status().message()}});
+    return 1;
+  }
+  edge::EdgeServices services;
+  services.router = router::MakeLocalRouter(*config, *registry,
+                                            (*config)->redis.url.empty()
+                                                ? router::MakeMemoryStateStore()
+                                                : router::MakeRedisStateStore((*config)->redis.url));
+  services.accounts = accounts::MakeLocalAccounts(*config, *registry);
+  services.translator = translator::MakeLocalTranslator();
+  services.usage = usage::MakeLocalUsage(std::move(store).value());
+  services.in_process = true;
+  return edge::RunEdgeUntilSignal(*config, std::move(services), "all-in-one");
+}

@@ -1,0 +1,34 @@
+#include "common/grpc_util.h"
+
+#include <grpcpp/health_check_service_interface.h>
+
+namespace omniroute {
+
+std::shared_ptr<grpc::Channel> MakeServiceChannel(const std::string& address) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // Reconnect quickly after a service restart.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+}
+
+std::unique_ptr<grpc::Server> StartGrpcServer(const std::string& address,
+                                              std::initializer_list<grpc::Service*> services,
+                                              int* bound_port) {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), bound_port);
+  for (grpc::Service* s : services) builder.RegisterService(s);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server) {
+    if (auto* health = server->GetHealthCheckService()) {
+      health->SetServingStatus(true);
+    }
+  }
+  return server;
+}
+
+}  // namespace omniroute

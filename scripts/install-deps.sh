@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency from Debian 12's packages.
+set -euo pipefail
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+PKGS=(
+  build-essential cmake ninja-build ccache pkg-config git ca-certificates curl
+  libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
+  libpqxx-dev libhiredis-dev prometheus-cpp-dev libyaml-cpp-dev
+  libgtest-dev libgmock-dev libsqlite3-dev libssl-dev
+  redis-server postgresql postgresql-client sqlite3 nodejs npm
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# node/npm may come from the machine image rather than Debian; don't fight it.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  missing=("${missing[@]/nodejs}"); missing=("${missing[@]/npm}")
+fi
+clean=(); for p in "${missing[@]}"; do [ -n "$p" ] && clean+=("$p"); done
+if [ ${#clean[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${clean[@]}"
+fi

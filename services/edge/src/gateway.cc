@@ -1,0 +1,186 @@
+#include "gateway.h"
+
+#include <boost/json.hpp>
+#include <random>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+
+namespace omniroute::edge {
+namespace json = boost::json;
+
+absl::StatusOr<ChatRequestInfo> ParseChatRequest(std::string_view body) {
+  ChatRequestInfo info;
+  json::error_code ec;
+  json::parse_options opts;
+  opts.max_depth = 256;
+  info.body = json::parse(body, ec, {}, opts);
+  if (ec) {
+    return absl::InvalidArgumentError(
+        "We could not parse the JSON body of your request. (HINT: This likely means you "
+        "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but "
+        "what was sent was not valid JSON.)");
+  }
+  json::object* obj = info.body.if_object();
+  if (!obj) return absl::InvalidArgumentError("The request body must be a JSON object.");
+  const json::value* model = obj->if_contains("model");
+  if (!model || model->is_null()) {
+    return absl::InvalidArgumentError("you must provide a model parameter");
+  }
+  if (!model->is_string()) return absl::InvalidArgumentError("model must be a string");
+  info.model = std::string(model->get_string());
+  if (const json::value* stream = obj->if_contains("stream")) {
+    if (stream->is_bool()) {
+      info.stream = stream->get_bool();
+    } else if (!stream->is_null()) {
+      return absl::InvalidArgumentError("stream must be a boolean");
+    }
+  }
+  return info;
+}
+
+std::string RewriteModel(ChatRequestInfo& info, std::string_view upstream_model) {
+  json::object& obj = info.body.as_object();
+  obj["model"] = upstream_model;
+  return json::serialize(info.body);
+}
+
+namespace {
+
+int64_t Int(const json::object& o, std::string_view key) {
+  const json::value* v = o.if_contains(key);
+  if (!v) return 0;
+  if (v->is_int64()) return v->get_int64();
+  if (v->is_uint64()) return static_cast<int64_t>(v->get_uint64());
+  if (v->is_double()) return static_cast<int64_t>(v->get_double());
+  return 0;
+}
+
+const json::object* Obj(const json::object& o, std::string_view key) {
+  const json::value* v = o.if_contains(key);
+  return v ? v->if_object() : nullptr;
+}
+
+}  // namespace
+
+bool ExtractUsage(Format format, std::string_view text, TokenUsage* usage) {
+  json::error_code ec;
+  json::value v = json::parse(text, ec);
+  if (ec) return false;
+  const json::object* root = v.if_object();
+  if (!root) return true;
+  switch (format) {
+    case common::v1::FORMAT_ANTHROPIC: {
+      // message_start carries {"message":{"usage":..}}; message_delta carries {"usage":..}.
+      const json::object* u = Obj(*root, "usage");
+      if (!u) {
+        if (const json::object* m = Obj(*root, "message")) u = Obj(*m, "usage");
+      }
+      if (!u) return true;
+      const int64_t cache_read = Int(*u, "cache_read_input_tokens");
+      const int64_t cache_write = Int(*u, "cache_creation_input_tokens");
+      if (u->contains("input_tokens")) {
+        usage->input = Int(*u, "input_tokens") + cache_read + cache_write;
+        usage->cached = cache_read;
+      }
+      if (u->contains("output_tokens")) usage->output = Int(*u, "output_tokens");
+      usage->present = true;
+      return true;
+    }
+    case common::v1::FORMAT_GEMINI: {
+      const json::object* u = Obj(*root, "usageMetadata");
+      if (!u) return true;
+      usage->input = Int(*u, "promptTokenCount");
+      usage->reasoning = Int(*u, "thoughtsTokenCount");
+      usage->output = Int(*u, "candidatesTokenCount") + usage->reasoning;
+      usage->cached = Int(*u, "cachedContentTokenCount");
+      usage->present = true;
+      return true;
+    }
+    case common::v1::FORMAT_OPENAI_RESPONSES: {
+      const json::object* u = Obj(*root, "usage");
+      if (!u) {
+        if (const json::object* r = Obj(*root, "response")) u = Obj(*r, "usage");
+      }
+      if (!u) return true;
+      usage->input = Int(*u, "input_tokens");
+      usage->output = Int(*u, "output_tokens");
+      if (const json::object* d = Obj(*u, "input_tokens_details")) {
+        usage->cached = Int(*d, "cached_tokens");
+      }
+      if (const json::object* d = Obj(*u, "output_tokens_details")) {
+        usage->reasoning = Int(*d, "reasoning_tokens");
+      }
+      usage->present = true;
+      return true;
+    }
+    default: {
+      const json::object* u = Obj(*root, "usage");
+      if (!u) return true;
+      usage->input = Int(*u, "prompt_tokens");
+      usage->output = Int(*u, "completion_tokens");
+      if (const json::object* d = Obj(*u, "prompt_tokens_details")) {
+        usage->cached = Int(*d, "cached_tokens");
+      }
+      if (const json::object* d = Obj(*u, "completion_tokens_details")) {
+        usage->reasoning = Int(*d, "reasoning_tokens");
+      }
+      usage->present = true;
+      return true;
+    }
+  }
+}
+
+std::string_view PresentedKey(std::string_view authorization, std::string_view x_api_key,
+                              std::string_view x_goog_api_key, std::string_view query) {
+  authorization = absl::StripAsciiWhitespace(authorization);
+  if (authorization.size() > 7 && absl::StartsWithIgnoreCase(authorization, "bearer ")) {
+    return absl::StripAsciiWhitespace(authorization.substr(7));
+  }
+  if (!x_api_key.empty()) return absl::StripAsciiWhitespace(x_api_key);
+  if (!x_goog_api_key.empty()) return absl::StripAsciiWhitespace(x_goog_api_key);
+  return QueryParam(query, "key");
+}
+
+std::string_view QueryParam(std::string_view target, std::string_view name) {
+  size_t q = target.find('?');
+  if (q == std::string_view::npos) return {};
+  std::string_view rest = target.substr(q + 1);
+  while (!rest.empty()) {
+    size_t amp = rest.find('&');
+    std::string_view pair = rest.substr(0, amp);
+    size_t eq = pair.find('=');
+    if (pair.substr(0, eq) == name) {
+      return eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+    }
+    if (amp == std::string_view::npos) break;
+    rest.remove_prefix(amp + 1);
+  }
+  return {};
+}
+
+std::string NormalizePath(std::string_view target) {
+  std::string_view path = target.substr(0, target.find('?'));
+  while (absl::StartsWith(path, "/v1/v1/") || path == "/v1/v1") path.remove_prefix(3);
+  std::string out(path);
+  if (out.size() > 1 && out.back() == '/') out.pop_back();
+  if (out == "/chat/completions" || out == "/models" || out == "/completions" ||
+      out == "/responses" || out == "/messages" || absl::StartsWith(out, "/models/") ||
+      absl::StartsWith(out, "/responses/") || absl::StartsWith(out, "/messages/")) {
+    out.insert(0, "/v1");
+  }
+  return out;
+}
+
+std::string NewRequestId() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string id = "req_";
+  id.resize(4 + 24);
+  uint64_t a = rng(), b = rng();
+  for (int i = 0; i < 16; ++i) id[4 + i] = kDigits[(a >> (i * 4)) & 15];
+  for (int i = 0; i < 8; ++i) id[20 + i] = kDigits[(b >> (i * 4)) & 15];
+  return id;
+}
+
+}  // namespace omniroute::edge

@@ -1,0 +1,56 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <boost/json/value.hpp>
+
+#include "absl/status/statusor.h"
+#include "common/format.h"
+
+namespace omniroute::edge {
+
+// What the edge needs to know of a client's JSON request.
+struct ChatRequestInfo {
+  boost::json::value body;  // the parsed request, kept whole (unknown fields included)
+  std::string model;
+  bool stream = false;
+};
+
+// Parses a chat request body. INVALID_ARGUMENT with OpenAI's wording for invalid JSON, a
+// body that is not an object, or a missing/non-string model.
+absl::StatusOr<ChatRequestInfo> ParseChatRequest(std::string_view body);
+
+// Serialises `info.body` with "model" replaced by `upstream_model`.
+std::string RewriteModel(ChatRequestInfo& info, std::string_view upstream_model);
+
+// Token counts as the provider reported them.
+struct TokenUsage {
+  int64_t input = 0;      // including cached input
+  int64_t output = 0;     // including reasoning
+  int64_t cached = 0;
+  int64_t reasoning = 0;
+  bool present = false;
+};
+
+// Reads the usage object of a provider answer (whole body, or one stream event's JSON) of
+// `format`; leaves `usage` untouched when there is none. Returns false on invalid JSON.
+bool ExtractUsage(Format format, std::string_view json, TokenUsage* usage);
+
+// The client key a request presents: "Authorization: Bearer", "x-api-key",
+// "x-goog-api-key", or the "key" query parameter. Empty when none.
+std::string_view PresentedKey(std::string_view authorization, std::string_view x_api_key,
+                              std::string_view x_goog_api_key, std::string_view query);
+
+// Normalises a request path: drops the query, folds "/v1/v1/" into "/v1/", and maps the
+// unprefixed OpenAI paths ("/chat/completions", "/models") onto "/v1/...".
+std::string NormalizePath(std::string_view target);
+
+// The value of query parameter `name` in `target` (undecoded), or empty.
+std::string_view QueryParam(std::string_view target, std::string_view name);
+
+// A new request id: "req_" + 24 hex characters, unique enough across replicas.
+std::string NewRequestId();
+
+}  // namespace omniroute::edge

@@ -1,0 +1,92 @@
+#include "gateway.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <set>
+
+namespace omniroute::edge {
+namespace {
+
+TEST(GatewayTest, ParseChatRequest) {
+  auto ok = ParseChatRequest(R"({"model":"local/m","stream":true,"x_unknown":[1,2]})");
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->model, "local/m");
+  EXPECT_TRUE(ok->stream);
+  EXPECT_FALSE(ParseChatRequest(R"({"model":"m"})")->stream);  // absent = false
+  EXPECT_EQ(ParseChatRequest("{nope").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseChatRequest("[]").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(ParseChatRequest(R"({"messages":[]})").status().message().find("model"),
+            std::string::npos);
+  EXPECT_FALSE(ParseChatRequest(R"({"model":3})").ok());
+  EXPECT_FALSE(ParseChatRequest(R"({"model":"m","stream":"yes"})").ok());
+}
+
+TEST(GatewayTest, RewriteModelKeepsUnknownFields) {
+  auto info = ParseChatRequest(R"({"model":"local/m","x_unknown":{"a":[1,2]},"n":2})");
+  ASSERT_TRUE(info.ok());
+  auto v = boost::json::parse(RewriteModel(*info, "m"));
+  EXPECT_EQ(v.at("model").as_string(), "m");
+  EXPECT_EQ(v.at("x_unknown").at("a").as_array().size(), 2u);
+  EXPECT_EQ(v.at("n").as_int64(), 2);
+}
+
+TEST(GatewayTest, ExtractUsageOpenAi) {
+  TokenUsage u;
+  ASSERT_TRUE(ExtractUsage(common::v1::FORMAT_OPENAI_CHAT,
+                           R"({"usage":{"prompt_tokens":25,"completion_tokens":7,
+                               "prompt_tokens_details":{"cached_tokens":5},
+                               "completion_tokens_details":{"reasoning_tokens":2}}})",
+                           &u));
+  EXPECT_TRUE(u.present);
+  EXPECT_EQ(u.input, 25);  // the provider's numbers, unchanged
+  EXPECT_EQ(u.output, 7);
+  EXPECT_EQ(u.cached, 5);
+  EXPECT_EQ(u.reasoning, 2);
+  TokenUsage none;
+  ASSERT_TRUE(ExtractUsage(common::v1::FORMAT_OPENAI_CHAT, R"({"choices":[]})", &none));
+  EXPECT_FALSE(none.present);
+  EXPECT_FALSE(ExtractUsage(common::v1::FORMAT_OPENAI_CHAT, "{", &none));
+}
+
+TEST(GatewayTest, ExtractUsageAnthropicCountsCacheOnce) {
+  TokenUsage u;
+  ExtractUsage(common::v1::FORMAT_ANTHROPIC,
+               R"({"type":"message_start","message":{"usage":{"input_tokens":10,
+                   "cache_read_input_tokens":100,"cache_creation_input_tokens":5,
+                   "output_tokens":1}}})",
+               &u);
+  ExtractUsage(common::v1::FORMAT_ANTHROPIC,
+               R"({"type":"message_delta","usage":{"output_tokens":42}})", &u);
+  EXPECT_EQ(u.input, 115);
+  EXPECT_EQ(u.cached, 100);
+  EXPECT_EQ(u.output, 42);
+}
+
+TEST(GatewayTest, PresentedKey) {
+  EXPECT_EQ(PresentedKey("Bearer sk-1", "", "", ""), "sk-1");
+  EXPECT_EQ(PresentedKey("bearer  sk-1 ", "", "", ""), "sk-1");
+  EXPECT_EQ(PresentedKey("", "sk-2", "", ""), "sk-2");
+  EXPECT_EQ(PresentedKey("", "", "g-3", ""), "g-3");
+  EXPECT_EQ(PresentedKey("", "", "", "/v1beta/models?alt=sse&key=k4"), "k4");
+  EXPECT_EQ(PresentedKey("Basic abc", "", "", "/x"), "");
+}
+
+TEST(GatewayTest, NormalizePath) {
+  EXPECT_EQ(NormalizePath("/v1/chat/completions?x=1"), "/v1/chat/completions");
+  EXPECT_EQ(NormalizePath("/v1/v1/chat/completions"), "/v1/chat/completions");
+  EXPECT_EQ(NormalizePath("/chat/completions"), "/v1/chat/completions");
+  EXPECT_EQ(NormalizePath("/models"), "/v1/models");
+  EXPECT_EQ(NormalizePath("/v1/models/"), "/v1/models");
+  EXPECT_EQ(NormalizePath("/healthz"), "/healthz");
+}
+
+TEST(GatewayTest, RequestIdsAreUnique) {
+  std::set<std::string> ids;
+  for (int i = 0; i < 10000; ++i) ids.insert(NewRequestId());
+  EXPECT_EQ(ids.size(), 10000u);
+  EXPECT_EQ(NewRequestId().size(), 28u);
+}
+
+}  // namespace
+}  // namespace omniroute::edge

@@ -1,0 +1,960 @@
+#include <signal.h>
+
+#include <atomic>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/json.hpp>
+#include <chrono>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/secrets.h"
+#include "common/sse.h"
+#include "edge.h"
+#include "gateway.h"
+#include "metrics.h"
+#include "upstream.h"
+
+namespace omniroute::edge {
+
+namespace beast = boost::beast;
+namespace json = boost::json;
+using tcp = net::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using Request = http::request<http::string_body>;
+constexpr auto kAwait = net::as_tuple(net::use_awaitable);
+constexpr Format kOpenAi = common::v1::FORMAT_OPENAI_CHAT;
+constexpr size_t kMaxUpstreamBody = 64 * 1024 * 1024;
+constexpr int kMaxAttempts = 10;
+
+namespace {
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+double SecondsSince(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// Runs a service call and resumes with its result on the caller's executor. An in-process
+// service completes before returning, so its result is taken directly.
+template <typename T, typename Start>
+net::awaitable<absl::StatusOr<T>> Await(bool in_process, Start start) {
+  if (in_process) {
+    std::optional<absl::StatusOr<T>> result;
+    start([&result](absl::StatusOr<T> r) { result.emplace(std::move(r)); });
+    if (result) co_return std::move(*result);
+    co_return absl::InternalError("in-process call did not complete");
+  }
+  co_return co_await net::async_initiate<const net::use_awaitable_t<>&,
+                                         void(absl::StatusOr<T>)>(
+      [&start](auto handler) {
+        auto ex = net::get_associated_executor(handler);
+        start([handler = std::move(handler), ex](absl::StatusOr<T> r) mutable {
+          net::post(ex, [handler = std::move(handler), r = std::move(r)]() mutable {
+            std::move(handler)(std::move(r));
+          });
+        });
+      },
+      net::use_awaitable);
+}
+
+// A small thread-safe cache of service answers, for the distributed edge.
+template <typename T>
+class TtlCache {
+ public:
+  std::optional<T> Get(const std::string& key) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = map_.find(key);
+    if (it == map_.end()) return std::nullopt;
+    if (it->second.second < Clock::now()) {
+      map_.erase(it);
+      return std::nullopt;
+    }
+    return it->second.first;
+  }
+  void Put(const std::string& key, T value, std::chrono::milliseconds ttl) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (map_.size() > 10000) map_.clear();
+    map_[key] = {std::move(value), Clock::now() + ttl};
+  }
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<std::string, std::pair<T, Clock::time_point>> map_;
+};
+
+// Per-request facts that end up in the access log, the metrics and the usage record.
+struct RequestLog {
+  std::string request_id;
+  std::string route;
+  int status = 0;
+  std::string error_code;
+  std::string client_key_id;
+  std::string provider;
+  std::string connection_id;
+  std::string requested_model;
+  std::string upstream_model;
+  Format upstream_format = common::v1::FORMAT_UNSPECIFIED;
+  bool stream = false;
+  int64_t ttft_ms = 0;
+  TokenUsage tokens;
+  bool record_usage = false;
+};
+
+}  // namespace
+
+struct Worker {
+  net::io_context ioc{1};
+  std::optional<UpstreamPool> pool;
+  std::thread thread;
+};
+
+struct EdgeServer::Impl {
+  ConfigPtr config;
+  EdgeServices services;
+  std::string mode;
+  Metrics metrics;
+  net::ssl::context tls{net::ssl::context::tls_client};
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::optional<tcp::acceptor> acceptor;
+  std::atomic<size_t> next_worker{0};
+  std::atomic<int> in_flight{0};
+  std::atomic<bool> draining{false};
+  std::atomic<bool> stopped{false};
+  int bound_port = 0;
+  TtlCache<accounts::v1::ClientKey> key_cache;
+  TtlCache<accounts::v1::Credential> credential_cache;
+  std::mutex endpoints_mu;
+  std::unordered_map<std::string, UpstreamEndpoint> endpoints;
+
+  Impl(ConfigPtr c, EdgeServices s, std::string m)
+      : config(std::move(c)), services(std::move(s)), mode(std::move(m)) {
+    tls.set_default_verify_paths();
+    tls.set_verify_mode(net::ssl::verify_peer);
+  }
+
+  net::awaitable<void> Accept();
+  net::awaitable<void> Session(tcp::socket socket, Worker& worker);
+  net::awaitable<bool> Handle(beast::tcp_stream& stream, Worker& worker, Request& req);
+};
+
+namespace {
+
+// Writes a whole response. Returns false when the client is gone.
+net::awaitable<bool> Reply(beast::tcp_stream& stream, const Request& req, RequestLog& log,
+                           int status, std::string body,
+                           std::string_view content_type = "application/json",
+                           std::initializer_list<std::pair<std::string_view, std::string>>
+                               extra = {}) {
+  http::response<http::string_body> res{static_cast<http::status>(status), req.version()};
+  res.set(http::field::content_type, content_type);
+  res.set("x-request-id", log.request_id);
+  for (const auto& [k, v] : extra) res.set(k, v);
+  res.keep_alive(req.keep_alive());
+  res.body() = std::move(body);
+  res.prepare_payload();
+  log.status = status;
+  auto [ec, n] = co_await http::async_write(stream, res, kAwait);
+  co_return !ec;
+}
+
+net::awaitable<bool> ReplyError(beast::tcp_stream& stream, const Request& req, RequestLog& log,
+                                Format format, int status, std::string_view message,
+                                std::string_view code = {}) {
+  HttpError err = MakeHttpError(format, status, message, code);
+  log.error_code = code.empty() ? std::to_string(status) : std::string(code);
+  co_return co_await Reply(stream, req, log, err.status, std::move(err.body));
+}
+
+std::string_view Header(const Request& req, std::string_view name) {
+  auto it = req.find(name);
+  return it == req.end() ? std::string_view() : std::string_view(it->value());
+}
+
+// Upstream failures that another account or provider may not have.
+bool Retryable(int status) {
+  return status == 408 || status == 429 || status == 401 || status == 402 || status == 403 ||
+         status >= 500;
+}
+
+std::string ErrorCodeFor(int status) {
+  switch (status) {
+    case 401:
+      return "invalid_api_key";
+    case 404:
+      return "model_not_found";
+    case 429:
+      return "rate_limit_exceeded";
+    default:
+      return {};
+  }
+}
+
+}  // namespace
+
+EdgeServer::EdgeServer(ConfigPtr config, EdgeServices services, std::string mode)
+    : impl_(std::make_unique<Impl>(std::move(config), std::move(services), std::move(mode))) {}
+
+EdgeServer::~EdgeServer() { Shutdown(); }
+
+int EdgeServer::port() const { return impl_->bound_port; }
+
+absl::Status EdgeServer::Start() {
+  Impl& s = *impl_;
+  int threads = s.config->server.threads;
+  if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  UpstreamTimeouts timeouts{std::chrono::milliseconds(s.config->server.upstream_connect_timeout_ms),
+                            std::chrono::milliseconds(s.config->server.upstream_timeout_ms)};
+  for (int i = 0; i < threads; ++i) {
+    auto w = std::make_unique<Worker>();
+    w->pool.emplace(w->ioc.get_executor(), &s.tls, timeouts);
+    s.workers.push_back(std::move(w));
+  }
+  beast::error_code ec;
+  auto address = net::ip::make_address(s.config->server.host, ec);
+  if (ec) return absl::InvalidArgumentError(absl::StrCat("server.host: ", ec.message()));
+  tcp::endpoint endpoint(address, static_cast<unsigned short>(s.config->server.port));
+  s.acceptor.emplace(s.workers[0]->ioc);
+  s.acceptor->open(endpoint.protocol(), ec);
+  if (!ec) s.acceptor->set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) s.acceptor->bind(endpoint, ec);
+  if (!ec) s.acceptor->listen(net::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", s.config->server.host, ":", s.config->server.port,
+                     ": ", ec.message()));
+  }
+  s.bound_port = s.acceptor->local_endpoint().port();
+  net::co_spawn(s.workers[0]->ioc, s.Accept(), net::detached);
+  for (auto& w : s.workers) {
+    Worker* raw = w.get();
+    raw->thread = std::thread([raw] {
+      auto guard = net::make_work_guard(raw->ioc);
+      raw->ioc.run();
+    });
+  }
+  LogInfo("listening", {{"service", "edge"},
+                        {"mode", s.mode},
+                        {"addr", absl::StrCat(s.config->server.host, ":", s.bound_port)},
+                        {"threads", std::to_string(threads)}});
+  return absl::OkStatus();
+}
+
+void EdgeServer::Shutdown() {
+  Impl& s = *impl_;
+  if (s.stopped.exchange(true) || s.workers.empty()) return;
+  s.draining = true;
+  if (s.acceptor) {
+    net::post(s.workers[0]->ioc, [&s] {
+      beast::error_code ec;
+      s.acceptor->close(ec);
+    });
+  }
+  const auto deadline = Clock::now() + std::chrono::milliseconds(s.config->server.drain_timeout_ms);
+  while (s.in_flight.load() > 0 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const int left = s.in_flight.load();
+  if (s.services.usage) {
+    const size_t pending = s.services.usage->Flush(std::chrono::seconds(10));
+    LogInfo("drained", {{"in_flight_abandoned", std::to_string(left)},
+                        {"usage_pending", std::to_string(pending)}});
+  }
+  for (auto& w : s.workers) w->ioc.stop();
+  for (auto& w : s.workers) {
+    if (w->thread.joinable()) w->thread.join();
+  }
+  for (auto& w : s.workers) w->pool.reset();
+  s.acceptor.reset();
+  s.workers.clear();
+}
+
+net::awaitable<void> EdgeServer::Impl::Accept() {
+  while (!draining) {
+    Worker& w = *workers[next_worker++ % workers.size()];
+    auto [ec, socket] = co_await acceptor->async_accept(w.ioc, kAwait);
+    if (ec) {
+      if (draining || ec == net::error::operation_aborted) break;
+      LogWarn("accept failed", {{"error", ec.message()}});
+      continue;
+    }
+    net::co_spawn(w.ioc, Session(std::move(socket), w), net::detached);
+  }
+}
+
+net::awaitable<void> EdgeServer::Impl::Session(tcp::socket socket, Worker& worker) {
+  beast::error_code ignored;
+  socket.set_option(tcp::no_delay(true), ignored);
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer;
+  while (!draining) {
+    http::request_parser<http::string_body> parser;
+    parser.body_limit(static_cast<uint64_t>(config->server.body_limit_bytes));
+    parser.header_limit(64 * 1024);
+    stream.expires_after(std::chrono::seconds(120));  // idle keep-alive
+    auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, kAwait);
+    bool too_large = ec == http::error::body_limit;
+    if (ec && !too_large) {
+      if (ec == http::error::header_limit) {
+        Request dummy;
+        RequestLog log{NewRequestId(), "other"};
+        co_await Reply(stream, dummy, log, 431,
+                       MakeHttpError(kOpenAi, 431, "Request headers are too large").body);
+      } else if (ec != http::error::end_of_stream && ec != beast::error::timeout &&
+                 ec != net::error::eof && ec != net::error::connection_reset) {
+        Request dummy;
+        RequestLog log{NewRequestId(), "other"};
+        co_await Reply(stream, dummy, log, 400,
+                       MakeHttpError(kOpenAi, 400, "Malformed HTTP request").body);
+      }
+      break;
+    }
+    if (!too_large && !parser.is_done()) {
+      if (absl::EqualsIgnoreCase(std::string_view(parser.get()[http::field::expect]),
+                                 "100-continue")) {
+        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        auto [wec, wn] = co_await net::async_write(stream, net::buffer(kContinue), kAwait);
+        if (wec) break;
+      }
+      stream.expires_after(std::chrono::seconds(300));
+      std::tie(ec, n) = co_await http::async_read(stream, buffer, parser, kAwait);
+      too_large = ec == http::error::body_limit;
+      if (ec && !too_large) break;
+    }
+    if (too_large) {
+      Request head(parser.get().base());
+      head.keep_alive(false);
+      RequestLog log{NewRequestId(), "other"};
+      co_await ReplyError(stream, head, log, kOpenAi, 413,
+                          absl::StrCat("Request body exceeds the limit of ",
+                                       config->server.body_limit_bytes, " bytes"),
+                          "request_too_large");
+      metrics.Request("other", 413, "", 0);
+      break;
+    }
+    stream.expires_never();
+    Request req = parser.release();
+    const bool keep = co_await Handle(stream, worker, req);
+    if (!keep || !req.keep_alive()) break;
+  }
+  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+// Serves one request; returns false when the connection must close.
+net::awaitable<bool> EdgeServer::Impl::Handle(beast::tcp_stream& stream, Worker& worker,
+                                              Request& req) {
+  const auto start = Clock::now();
+  in_flight++;
+  metrics.InFlight(1);
+  RequestLog log;
+  log.request_id = NewRequestId();
+  const std::string path = NormalizePath(req.target());
+  bool alive = true;
+
+  // Client format of the route (errors are shaped for it).
+  const Format format = kOpenAi;
+
+  // The admin key or nothing: every /api route needs it.
+  auto admin_ok = [&] {
+    std::string_view presented =
+        PresentedKey(Header(req, "authorization"), Header(req, "x-api-key"), {}, {});
+    return !presented.empty() && SecureEquals(presented, config->admin_key);
+  };
+
+  try {
+    if (path == "/healthz" || path == "/livez") {
+      log.route = "healthz";
+      alive = co_await Reply(stream, req, log, 200, R"({"status":"ok"})");
+    } else if (path == "/readyz") {
+      log.route = "readyz";
+      const bool ready = !draining && (!services.ready || services.ready());
+      alive = co_await Reply(stream, req, log, ready ? 200 : 503,
+                             ready ? R"({"status":"ready"})"
+                                   : (draining ? R"({"status":"draining"})"
+                                               : R"({"status":"services unavailable"})"));
+    } else if (path == "/metrics") {
+      log.route = "metrics";
+      alive = co_await Reply(stream, req, log, 200, metrics.Serialize(),
+                             "text/plain; version=0.0.4; charset=utf-8");
+    } else if (absl::StartsWith(path, "/api/") || path == "/api") {
+      log.route = "admin";
+      if (!admin_ok()) {
+        alive = co_await ReplyError(stream, req, log, format, 401,
+                                    "Admin credentials required: Authorization: Bearer "
+                                    "<OMNIROUTE_ADMIN_KEY>",
+                                    "unauthorized");
+      } else if (path == "/api/usage/requests" && req.method() == http::verb::get) {
+        usage::v1::QueryRequest q;
+        int limit = 100;
+        if (auto l = QueryParam(req.target(), "limit"); !l.empty()) {
+          (void)absl::SimpleAtoi(l, &limit);
+        }
+        q.set_limit(limit);
+        q.set_client_key_id(std::string(QueryParam(req.target(), "key_id")));
+        auto result = co_await Await<usage::v1::QueryResponse>(
+            false, [&](auto done) { services.usage->Query(q, std::move(done)); });
+        if (!result.ok()) {
+          alive = co_await ReplyError(stream, req, log, format,
+                                      HttpStatusFromStatus(result.status()),
+                                      result.status().message());
+        } else {
+          json::array data;
+          for (const auto& r : result->records()) {
+            data.push_back(json::object{
+                {"request_id", r.request_id()},
+                {"timestamp_ms", r.timestamp_ms()},
+                {"client_key_id", r.client_key_id()},
+                {"provider", r.provider()},
+                {"connection_id", r.connection_id()},
+                {"requested_model", r.requested_model()},
+                {"upstream_model", r.upstream_model()},
+                {"client_format", FormatName(r.client_format())},
+                {"upstream_format", FormatName(r.upstream_format())},
+                {"status", r.status()},
+                {"error_code", r.error_code()},
+                {"latency_ms", r.latency_ms()},
+                {"ttft_ms", r.ttft_ms()},
+                {"input_tokens", r.input_tokens()},
+                {"output_tokens", r.output_tokens()},
+                {"cached_tokens", r.cached_tokens()},
+                {"reasoning_tokens", r.reasoning_tokens()},
+                {"stream", r.stream()},
+                {"cost_usd", r.cost_usd()}});
+          }
+          json::object body{{"data", std::move(data)},
+                            {"total_requests", result->total_requests()},
+                            {"total_input_tokens", result->total_input_tokens()},
+                            {"total_output_tokens", result->total_output_tokens()},
+                            {"total_cost_usd", result->total_cost_usd()}};
+          alive = co_await Reply(stream, req, log, 200, json::serialize(body));
+        }
+      } else {
+        alive = co_await ReplyError(stream, req, log, format, 404,
+                                    absl::StrCat("Unknown admin route ", path), "not_found");
+      }
+    } else if (path == "/v1/chat/completions" || path == "/v1/models") {
+      log.route = path == "/v1/models" ? "models" : "chat_completions";
+      const bool is_chat = path == "/v1/chat/completions";
+      if (is_chat ? req.method() != http::verb::post : req.method() != http::verb::get) {
+        alive = co_await ReplyError(stream, req, log, format, 405,
+                                    absl::StrCat("Method ", std::string_view(req.method_string()),
+                                                 " is not allowed on ", path),
+                                    "method_not_allowed");
+        goto done;
+      }
+      // Client key.
+      if (config->server.require_api_key) {
+        std::string key(PresentedKey(Header(req, "authorization"), Header(req, "x-api-key"),
+                                     Header(req, "x-goog-api-key"), req.target()));
+        if (key.empty()) {
+          alive = co_await ReplyError(
+              stream, req, log, format, 401,
+              "You didn't provide an API key. You need to provide your API key in an "
+              "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+              "missing_api_key");
+          goto done;
+        }
+        std::optional<accounts::v1::ClientKey> cached;
+        if (!services.in_process) cached = key_cache.Get(key);
+        if (!cached) {
+          auto resolved = co_await Await<accounts::v1::ClientKey>(
+              services.in_process,
+              [&](auto cb) { services.accounts->ResolveClientKey(key, std::move(cb)); });
+          if (!resolved.ok()) {
+            const bool unknown = resolved.status().code() == absl::StatusCode::kNotFound;
+            alive = co_await ReplyError(
+                stream, req, log, format, unknown ? 401 : 503,
+                unknown ? "Incorrect API key provided."
+                        : absl::StrCat("Cannot check the API key: ", resolved.status().message()),
+                unknown ? "invalid_api_key" : "service_unavailable");
+            goto done;
+          }
+          if (!services.in_process) {
+            key_cache.Put(key, *resolved,
+                          std::chrono::seconds(std::max(1, resolved->cache_ttl_s())));
+          }
+          cached = std::move(resolved).value();
+        }
+        log.client_key_id = cached->id();
+      }
+      if (!is_chat) {
+        auto models = co_await Await<router::v1::ListModelsResponse>(
+            services.in_process, [&](auto cb) { services.router->ListModels(std::move(cb)); });
+        if (!models.ok()) {
+          HttpError err = ToHttpError(format, models.status());
+          alive = co_await Reply(stream, req, log, err.status, std::move(err.body));
+          goto done;
+        }
+        json::array data;
+        for (const auto& m : models->models()) {
+          data.push_back(json::object{
+              {"id", m.id()}, {"object", "model"}, {"created", 0}, {"owned_by", m.owned_by()}});
+        }
+        alive = co_await Reply(stream, req, log, 200,
+                               json::serialize(json::object{{"object", "list"},
+                                                            {"data", std::move(data)}}));
+        goto done;
+      }
+
+      // Chat completions.
+      auto parsed = ParseChatRequest(req.body());
+      if (!parsed.ok()) {
+        alive = co_await ReplyError(stream, req, log, format, 400, parsed.status().message(),
+                                    "invalid_request_error");
+        goto done;
+      }
+      ChatRequestInfo info = std::move(parsed).value();
+      log.requested_model = info.model;
+      log.stream = info.stream;
+      log.record_usage = true;
+
+      router::v1::PlanRequest plan_req;
+      plan_req.set_request_id(log.request_id);
+      plan_req.set_model(info.model);
+      plan_req.set_client_key_id(log.client_key_id);
+      plan_req.set_client_format(format);
+      plan_req.set_stream(info.stream);
+      std::string_view session = Header(req, "x-session-id");
+      if (session.empty()) session = Header(req, "x_session_id");
+      plan_req.set_session_id(std::string(session));
+      auto plan = co_await Await<router::v1::Plan>(
+          services.in_process, [&](auto cb) { services.router->Plan(plan_req, std::move(cb)); });
+      if (!plan.ok()) {
+        const int status = HttpStatusFromStatus(plan.status());
+        alive = co_await ReplyError(stream, req, log, format, status, plan.status().message(),
+                                    status == 404 ? "model_not_found" : "invalid_request_error");
+        goto done;
+      }
+      if (plan->candidates_size() == 0) {
+        const int64_t secs = std::max<int64_t>(1, (plan->retry_after_ms() + 999) / 1000);
+        HttpError err = MakeHttpError(
+            format, 503,
+            absl::StrCat("Every account for '", info.model, "' is cooling down; retry in ", secs,
+                         " s"),
+            "all_accounts_cooling_down");
+        log.error_code = "all_accounts_cooling_down";
+        alive = co_await Reply(stream, req, log, err.status, std::move(err.body),
+                               "application/json", {{"retry-after", std::to_string(secs)}});
+        goto done;
+      }
+
+      // Try the candidates in order until one answers.
+      absl::Status last_error = absl::UnavailableError("no upstream was tried");
+      int last_status = 502;
+      bool answered = false;
+      const int attempts = std::min(plan->candidates_size(), kMaxAttempts);
+      for (int i = 0; i < attempts && !answered; ++i) {
+        const router::v1::Candidate& cand = plan->candidates(i);
+        const bool last_candidate = i + 1 == attempts;
+        log.provider = cand.provider();
+        log.connection_id = cand.connection_id();
+        log.upstream_model = cand.upstream_model();
+        log.upstream_format = cand.format();
+        const auto attempt_start = Clock::now();
+        router::v1::Outcome outcome;
+        outcome.set_request_id(log.request_id);
+        *outcome.mutable_candidate() = cand;
+        auto report = [&](int status, bool network, int64_t retry_ms) {
+          outcome.set_http_status(status);
+          outcome.set_network_error(network);
+          outcome.set_retry_after_ms(retry_ms);
+          outcome.set_latency_ms(static_cast<int64_t>(SecondsSince(attempt_start) * 1000));
+          outcome.set_ttft_ms(log.ttft_ms);
+          services.router->Report(outcome);
+          metrics.Upstream(cand.provider(), status, SecondsSince(attempt_start));
+        };
+
+        // Credential.
+        std::optional<accounts::v1::Credential> cred;
+        if (!services.in_process) cred = credential_cache.Get(cand.connection_id());
+        if (!cred) {
+          auto got = co_await Await<accounts::v1::Credential>(
+              services.in_process, [&](auto cb) {
+                services.accounts->GetCredential(cand.connection_id(), std::move(cb));
+              });
+          if (!got.ok()) {
+            last_error = got.status();
+            last_status = 502;
+            continue;
+          }
+          if (!services.in_process) {
+            credential_cache.Put(cand.connection_id(), *got, std::chrono::seconds(30));
+          }
+          cred = std::move(got).value();
+        }
+
+        // Body and path in the provider's format.
+        std::string upstream_body;
+        std::string upstream_path;
+        const bool same_format = cand.format() == format;
+        if (same_format) {
+          upstream_body = RewriteModel(info, cand.upstream_model());
+          upstream_path = UpstreamPath(cand.format(), cand.upstream_model(), info.stream);
+        } else {
+          translator::v1::TranslateRequestIn tin;
+          tin.set_from(format);
+          tin.set_to(cand.format());
+          tin.set_body(req.body());
+          tin.set_upstream_model(cand.upstream_model());
+          tin.set_stream(info.stream);
+          auto tout = co_await Await<translator::v1::TranslateRequestOut>(
+              services.in_process,
+              [&](auto cb) { services.translator->TranslateRequest(tin, std::move(cb)); });
+          if (!tout.ok()) {
+            last_error = tout.status();
+            last_status = HttpStatusFromStatus(tout.status());
+            if (tout.status().code() == absl::StatusCode::kInvalidArgument) break;
+            continue;
+          }
+          upstream_body = std::move(*tout->mutable_body());
+          upstream_path = tout->path();
+        }
+
+        // Endpoint (parsed once per base URL).
+        UpstreamEndpoint endpoint;
+        {
+          std::lock_guard<std::mutex> lock(endpoints_mu);
+          auto it = endpoints.find(cand.base_url());
+          if (it == endpoints.end()) {
+            auto ep = ParseBaseUrl(cand.base_url());
+            if (!ep.ok()) {
+              last_error = ep.status();
+              continue;
+            }
+            it = endpoints.emplace(cand.base_url(), std::move(ep).value()).first;
+          }
+          endpoint = it->second;
+        }
+
+        Request up{http::verb::post, endpoint.base_path + upstream_path, 11};
+        up.set(http::field::content_type, "application/json");
+        up.set(http::field::accept, info.stream ? "text/event-stream" : "application/json");
+        up.set(http::field::accept_encoding, "identity");
+        up.set(http::field::user_agent, "omniroute/1.0");
+        up.set("x-request-id", log.request_id);
+        for (const auto& h : cred->headers()) up.set(h.name(), h.value());
+        up.body() = std::move(upstream_body);
+
+        auto sent = co_await worker.pool->Send(endpoint, up);
+        if (!sent.ok()) {
+          report(0, true, 0);
+          last_error = sent.status();
+          last_status = 502;
+          if (!last_candidate) metrics.Fallback(cand.provider());
+          continue;
+        }
+        std::unique_ptr<UpstreamExchange> ex = std::move(sent).value();
+        const int ustatus = ex->status();
+
+        if (ustatus < 200 || ustatus >= 300) {
+          std::string ubody;
+          auto read = co_await ex->ReadAll(ubody, 1024 * 1024);
+          const std::string retry_after(
+              ex->headers()[http::field::retry_after]);
+          const int64_t hint = router::RetryHintMs(
+              retry_after, std::string_view(ex->headers()["x-ratelimit-reset"]), NowMs());
+          report(ustatus, false, hint);
+          if (Retryable(ustatus) && !last_candidate) {
+            metrics.Fallback(cand.provider());
+            last_status = ustatus;
+            continue;
+          }
+          // Pass the provider's own error through when the client speaks its format.
+          log.error_code = std::to_string(ustatus);
+          std::string body;
+          if (same_format && read.ok() && !ubody.empty() && ubody.front() == '{') {
+            body = std::move(ubody);
+          } else {
+            std::string msg = absl::StrCat("Upstream ", cand.provider(), " answered HTTP ",
+                                           ustatus);
+            body = MakeHttpError(format, ustatus, msg, ErrorCodeFor(ustatus)).body;
+          }
+          if (retry_after.empty()) {
+            alive = co_await Reply(stream, req, log, ustatus, std::move(body));
+          } else {
+            alive = co_await Reply(stream, req, log, ustatus, std::move(body),
+                                   "application/json", {{"retry-after", retry_after}});
+          }
+          answered = true;
+          break;
+        }
+
+        const std::string content_type(ex->headers()[http::field::content_type]);
+        const bool sse = absl::StrContainsIgnoreCase(content_type, "text/event-stream");
+        if (!sse) {
+          std::string ubody;
+          auto read = co_await ex->ReadAll(ubody, kMaxUpstreamBody);
+          if (!read.ok()) {
+            report(0, true, 0);
+            last_error = read;
+            last_status = 502;
+            continue;
+          }
+          log.ttft_ms = static_cast<int64_t>(SecondsSince(start) * 1000);
+          report(ustatus, false, 0);
+          ExtractUsage(cand.format(), ubody, &log.tokens);
+          if (!same_format) {
+            translator::v1::TranslateResponseIn tin;
+            tin.set_from(cand.format());
+            tin.set_to(format);
+            tin.set_body(std::move(ubody));
+            tin.set_model(info.model);
+            auto tout = co_await Await<translator::v1::TranslateResponseOut>(
+                services.in_process,
+                [&](auto cb) { services.translator->TranslateResponse(tin, std::move(cb)); });
+            if (!tout.ok()) {
+              alive = co_await ReplyError(stream, req, log, format, 502,
+                                          absl::StrCat("Cannot translate the provider's answer: ",
+                                                       tout.status().message()),
+                                          "translation_failed");
+              answered = true;
+              break;
+            }
+            ubody = std::move(*tout->mutable_body());
+          }
+          alive = co_await Reply(stream, req, log, ustatus, std::move(ubody),
+                                 content_type.empty() ? "application/json" : content_type);
+          answered = true;
+          break;
+        }
+
+        // A stream: wait for its first bytes before answering, so a stream that dies early
+        // can still fail over.
+        translator::StreamTranslationPtr translation;
+        if (!same_format) {
+          translation = services.translator->OpenStream(cand.format(), format, info.model);
+          if (!translation) {
+            report(ustatus, false, 0);
+            last_error = absl::UnimplementedError(absl::StrCat(
+                "streams from ", FormatName(cand.format()), " to ", FormatName(format),
+                " cannot be translated"));
+            last_status = 501;
+            continue;
+          }
+        }
+        std::string piece;
+        bool more = true;
+        absl::Status read_status;
+        while (piece.empty() && more) {
+          auto r = co_await ex->ReadSome(piece);
+          if (!r.ok()) {
+            read_status = r.status();
+            break;
+          }
+          more = *r;
+        }
+        if (!read_status.ok() || piece.empty()) {
+          report(0, true, 0);
+          last_error = read_status.ok() ? absl::UnavailableError("upstream stream ended empty")
+                                        : read_status;
+          last_status = 502;
+          if (!last_candidate) metrics.Fallback(cand.provider());
+          continue;
+        }
+        log.ttft_ms = static_cast<int64_t>(SecondsSince(start) * 1000);
+        answered = true;
+
+        http::response<http::empty_body> res{http::status::ok, req.version()};
+        res.set(http::field::content_type, "text/event-stream");
+        res.set(http::field::cache_control, "no-cache");
+        res.set("x-request-id", log.request_id);
+        res.keep_alive(req.keep_alive());
+        res.chunked(true);
+        http::response_serializer<http::empty_body> sr{res};
+        log.status = 200;
+        auto [hec, hn] = co_await http::async_write_header(stream, sr, kAwait);
+        if (hec) {
+          alive = false;
+          log.status = 499;
+          report(ustatus, false, 0);
+          break;
+        }
+        SseParser sse_parser;
+        bool client_gone = false;
+        absl::Status stream_error;
+        std::string out;
+        while (true) {
+          // Usage travels in the provider's events.
+          (void)sse_parser.Feed(piece, [&](const SseEvent& ev) {
+            if (absl::StrContains(ev.data, "sage")) {
+              ExtractUsage(cand.format(), ev.data, &log.tokens);
+            }
+          });
+          std::string_view chunk = piece;
+          if (translation) {
+            auto t = co_await Await<std::string>(services.in_process, [&](auto cb) {
+              translation->Push(std::move(piece), !more, std::move(cb));
+            });
+            if (!t.ok()) {
+              stream_error = t.status();
+              break;
+            }
+            out = std::move(t).value();
+            chunk = out;
+          }
+          if (!chunk.empty()) {
+            auto [wec, wn] =
+                co_await net::async_write(stream, http::make_chunk(net::buffer(chunk)), kAwait);
+            if (wec) {
+              client_gone = true;
+              break;
+            }
+          }
+          if (!more) break;
+          piece.clear();
+          auto r = co_await ex->ReadSome(piece);
+          if (!r.ok()) {
+            stream_error = r.status();
+            break;
+          }
+          more = *r;
+        }
+        report(stream_error.ok() ? ustatus : 0, !stream_error.ok(), 0);
+        if (client_gone) {
+          log.status = 499;
+          alive = false;
+          break;
+        }
+        if (!stream_error.ok()) {
+          // Bytes already reached the client: the error goes in-stream.
+          log.status = 502;
+          log.error_code = "stream_interrupted";
+          HttpError err = MakeHttpError(
+              format, 502, absl::StrCat("Upstream stream interrupted: ", stream_error.message()),
+              "stream_interrupted");
+          std::string event = absl::StrCat("data: ", err.body, "\n\n");
+          auto [wec, wn] =
+              co_await net::async_write(stream, http::make_chunk(net::buffer(event)), kAwait);
+          if (wec) {
+            alive = false;
+            break;
+          }
+        }
+        auto [lec, ln] = co_await net::async_write(stream, http::make_chunk_last(), kAwait);
+        if (lec) alive = false;
+        break;
+      }
+      if (!answered) {
+        const int status = last_status == 0 ? 502 : last_status;
+        std::string msg =
+            status == 502 ? absl::StrCat("Upstream unreachable: ", last_error.message())
+                          : std::string(last_error.message());
+        if (last_status == 429 || last_status >= 500) {
+          msg = absl::StrCat("Every account for '", info.model, "' failed; last: HTTP ",
+                             last_status, " ", last_error.message());
+        }
+        alive = co_await ReplyError(stream, req, log, format, status, msg,
+                                    status == 502 ? "upstream_unreachable" : "");
+      }
+    } else {
+      log.route = "other";
+      alive = co_await ReplyError(stream, req, log, format, 404,
+                                  absl::StrCat("Unknown route: ",
+                                               std::string_view(req.method_string()), " ", path),
+                                  "unknown_url");
+    }
+  } catch (const std::exception& e) {
+    // A bug: answer 500 (when nothing was sent yet) and keep serving.
+    LogError("request handler failed", {{"request_id", log.request_id}, {"error", e.what()}});
+    if (log.status == 0) {
+      log.route = log.route.empty() ? "other" : log.route;
+      HttpError err = MakeHttpError(format, 500, "Internal error", "internal_error");
+      http::response<http::string_body> res{http::status::internal_server_error, req.version()};
+      res.set(http::field::content_type, "application/json");
+      res.set("x-request-id", log.request_id);
+      res.body() = err.body;
+      res.prepare_payload();
+      log.status = 500;
+      beast::error_code ec;
+      http::write(stream, res, ec);
+    }
+    alive = false;
+  }
+done:
+  const double seconds = SecondsSince(start);
+  metrics.Request(log.route, log.status, log.provider, seconds);
+  if (log.tokens.present) {
+    metrics.Tokens(log.provider, "input", log.tokens.input);
+    metrics.Tokens(log.provider, "output", log.tokens.output);
+  }
+  if (log.record_usage && services.usage) {
+    usage::v1::UsageRecord rec;
+    rec.set_request_id(log.request_id);
+    rec.set_timestamp_ms(NowMs());
+    rec.set_client_key_id(log.client_key_id);
+    rec.set_provider(log.provider);
+    rec.set_connection_id(log.connection_id);
+    rec.set_requested_model(log.requested_model);
+    rec.set_upstream_model(log.upstream_model);
+    rec.set_client_format(format);
+    rec.set_upstream_format(log.upstream_format);
+    rec.set_status(log.status);
+    rec.set_error_code(log.error_code);
+    rec.set_latency_ms(static_cast<int64_t>(seconds * 1000));
+    rec.set_ttft_ms(log.ttft_ms);
+    rec.set_input_tokens(log.tokens.input);
+    rec.set_output_tokens(log.tokens.output);
+    rec.set_cached_tokens(log.tokens.cached);
+    rec.set_reasoning_tokens(log.tokens.reasoning);
+    rec.set_stream(log.stream);
+    services.usage->Record(std::move(rec));
+  }
+  if (log.route != "healthz" && log.route != "readyz" && log.route != "metrics") {
+    const std::string status = std::to_string(log.status);
+    const std::string ms = absl::StrCat(static_cast<int64_t>(seconds * 1e6) / 1000.0);
+    LogInfo("request", {{"request_id", log.request_id},
+                        {"method", std::string_view(req.method_string())},
+                        {"path", path},
+                        {"status", status},
+                        {"model", log.requested_model},
+                        {"provider", log.provider},
+                        {"connection", log.connection_id},
+                        {"ms", ms}});
+  }
+  metrics.InFlight(-1);
+  in_flight--;
+  co_return alive;
+}
+
+int RunEdgeUntilSignal(ConfigPtr config, EdgeServices services, std::string mode) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);  // every thread started below inherits it
+  signal(SIGPIPE, SIG_IGN);
+  EdgeServer server(std::move(config), std::move(services), std::move(mode));
+  if (absl::Status s = server.Start(); !s.ok()) {
+    LogError("cannot start", {{"error", s.message()}});
+    return 1;
+  }
+  int sig = 0;
+  sigwait(&set, &sig);
+  LogInfo("shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  server.Shutdown();
+  LogInfo("stopped");
+  return 0;
+}
+
+}  // namespace omniroute::edge

@@ -1,0 +1,93 @@
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/beast/http/fields.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace omniroute::edge {
+
+namespace net = boost::asio;
+namespace http = boost::beast::http;
+
+// Where a provider's API lives, parsed once from its base URL.
+struct UpstreamEndpoint {
+  bool tls = false;
+  std::string host;
+  std::string port;
+  std::string base_path;  // e.g. "/v1", no trailing slash
+  std::string key;        // pool key: scheme://host:port
+};
+
+absl::StatusOr<UpstreamEndpoint> ParseBaseUrl(std::string_view url);
+
+struct UpstreamTimeouts {
+  std::chrono::milliseconds connect{10000};
+  std::chrono::milliseconds read{600000};  // per read: the longest silence tolerated
+};
+
+class UpstreamPool;
+struct UpstreamConnection;
+
+// One request/response on a pooled connection. The status and headers are read; the body
+// is read piece by piece. The connection goes back to the pool when the body was read to
+// its end and both sides keep the connection alive.
+class UpstreamExchange {
+ public:
+  UpstreamExchange(UpstreamPool* pool, std::unique_ptr<UpstreamConnection> conn);
+  ~UpstreamExchange();
+
+  int status() const;
+  const http::fields& headers() const;
+
+  // Appends the next body bytes to `out`. Returns false once the body is complete.
+  net::awaitable<absl::StatusOr<bool>> ReadSome(std::string& out);
+
+  // Reads the rest of the body into `out`, failing past `limit` bytes.
+  net::awaitable<absl::Status> ReadAll(std::string& out, size_t limit);
+
+ private:
+  UpstreamPool* pool_;
+  std::unique_ptr<UpstreamConnection> conn_;
+  bool done_ = false;
+  bool failed_ = false;
+};
+
+// Keep-alive HTTP/1.1 (and HTTPS) connections to upstreams. One pool per event-loop
+// thread: it is used from that thread only, so it needs no lock.
+class UpstreamPool {
+ public:
+  UpstreamPool(net::any_io_executor executor, net::ssl::context* tls, UpstreamTimeouts timeouts);
+  ~UpstreamPool();
+
+  // Sends `request` (target already set; Host is set here) and reads the response header.
+  // A reused connection that turns out closed is replaced once, transparently.
+  net::awaitable<absl::StatusOr<std::unique_ptr<UpstreamExchange>>> Send(
+      const UpstreamEndpoint& endpoint, http::request<http::string_body>& request);
+
+  // Closes idle connections.
+  void Clear();
+
+ private:
+  friend class UpstreamExchange;
+  void Return(std::unique_ptr<UpstreamConnection> conn);
+  std::unique_ptr<UpstreamConnection> TakeIdle(const std::string& key);
+  net::awaitable<absl::StatusOr<std::unique_ptr<UpstreamConnection>>> Connect(
+      const UpstreamEndpoint& endpoint);
+
+  net::any_io_executor executor_;
+  net::ssl::context* tls_;
+  UpstreamTimeouts timeouts_;
+  std::unordered_map<std::string, std::vector<std::unique_ptr<UpstreamConnection>>> idle_;
+};
+
+}  // namespace omniroute::edge

@@ -1,0 +1,192 @@
+// Starts the gateway under test: the all-in-one binary, or the five services as separate
+// processes, with a config written into a temp DATA_DIR.
+
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { freePort, REPO_ROOT, spawnProcess, tcpConnectable, tempDir, waitFor } from './procs.mjs';
+
+export const BUILD_DIR = process.env.OMNI_BUILD_DIR
+  ? path.resolve(process.env.OMNI_BUILD_DIR)
+  : path.join(REPO_ROOT, 'build');
+
+// Where CMake may put each binary (the subdir of its CMakeLists, or the build root).
+const BINARIES = {
+  omniroute: ['apps/omniroute/omniroute', 'omniroute', 'bin/omniroute'],
+  edge: ['services/edge/omniroute-edge', 'omniroute-edge', 'bin/omniroute-edge'],
+  router: ['services/router/omniroute-router', 'omniroute-router', 'bin/omniroute-router'],
+  translator: ['services/translator/omniroute-translator', 'omniroute-translator', 'bin/omniroute-translator'],
+  accounts: ['services/accounts/omniroute-accounts', 'omniroute-accounts', 'bin/omniroute-accounts'],
+  usage: ['services/usage/omniroute-usage', 'omniroute-usage', 'bin/omniroute-usage'],
+};
+
+export const SERVICES = ['accounts', 'usage', 'translator', 'router'];
+
+export function findBinary(name) {
+  for (const rel of BINARIES[name]) {
+    const p = path.join(BUILD_DIR, rel);
+    try {
+      const st = fs.statSync(p);
+      if (st.isFile() && (st.mode & 0o111)) return p;
+    } catch {
+      // not there
+    }
+  }
+  return null;
+}
+
+// The binaries a mode needs that are missing (empty when all are there).
+export function missingBinaries(mode) {
+  const names = mode === 'allinone' ? ['omniroute'] : ['edge', ...SERVICES];
+  return names.filter((n) => !findBinary(n)).map((n) => `${n} (looked for ${BINARIES[n].map((r) =>
+    path.join(BUILD_DIR, r)).join(', ')})`);
+}
+
+export const TEST_SECRETS = {
+  OMNIROUTE_ADMIN_KEY: 'sk-admin-integration-test-0001',
+  API_KEY_SECRET: 'integration-api-key-secret',
+  JWT_SECRET: 'integration-jwt-secret',
+  INITIAL_PASSWORD: 'integration-password',
+};
+
+// The inherited environment minus anything that would change what the gateway does.
+function baseEnv() {
+  const env = { ...process.env };
+  for (const k of Object.keys(env)) {
+    if (/^(OMNIROUTE_|REDIS_URL$|DATABASE_URL$|PORT$|DATA_DIR$|REQUIRE_API_KEY$|API_KEY_SECRET$|JWT_SECRET$|INITIAL_PASSWORD$|STORAGE_ENCRYPTION_KEY$)/.test(k)) {
+      delete env[k];
+    }
+  }
+  return env;
+}
+
+async function readyz(port) {
+  try {
+    const r = await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(1000) });
+    await r.arrayBuffer();
+    return r.status === 200;
+  } catch {
+    return false;
+  }
+}
+
+function sqliteRows(dbPath, sql) {
+  return new Promise((resolve, reject) => {
+    execFile('sqlite3', ['-json', '-cmd', '.timeout 2000', dbPath, sql], { timeout: 10000, encoding: 'utf8' },
+      (err, stdout, stderr) => {
+        if (err) {
+          err.message += `\n${stderr}`;
+          reject(err);
+        } else {
+          resolve(stdout.trim() ? JSON.parse(stdout) : []);
+        }
+      });
+  });
+}
+
+function sqlString(s) {
+  return `'${String(s).replace(/'/g, "''")}'`;
+}
+
+// Options:
+//   mode: 'allinone' | 'distributed'
+//   config: an object, written as the YAML config (JSON is YAML); server.port is filled in
+//   env: extra environment for every process
+//   redis, postgres: handles from startRedis()/startPostgres() (distributed needs both;
+//                    the all-in-one uses them only when given)
+//   readyTimeoutMs: how long to wait for /readyz
+export async function startGateway({ mode, config = {}, env = {}, redis = null, postgres = null,
+  readyTimeoutMs = 30000 } = {}) {
+  if (mode !== 'allinone' && mode !== 'distributed') throw new Error(`unknown mode ${mode}`);
+  const missing = missingBinaries(mode);
+  if (missing.length) throw new Error(`gateway binaries missing:\n  ${missing.join('\n  ')}`);
+  if (mode === 'distributed' && (!redis || !postgres)) throw new Error('distributed mode needs redis and postgres');
+
+  const dataDir = tempDir(`gw-${mode}`);
+  const port = await freePort();
+  const cfg = structuredClone(config);
+  cfg.server = { host: '127.0.0.1', ...(cfg.server || {}), port };
+  const configPath = path.join(dataDir, 'config.yaml');
+  fs.writeFileSync(configPath, `${JSON.stringify(cfg, null, 2)}\n`);
+
+  const common = { ...baseEnv(), ...TEST_SECRETS, ...env };
+  const procs = {};
+  const gw = {
+    mode, port, dataDir, configPath, config: cfg, procs,
+    url: `http://127.0.0.1:${port}`,
+    baseURL: `http://127.0.0.1:${port}/v1`,
+    adminKey: common.OMNIROUTE_ADMIN_KEY,
+    sqlitePath: cfg.storage?.sqlite_path || path.join(dataDir, 'omniroute.db'),
+    postgres, redis,
+    // The process that serves HTTP (the one to SIGTERM for a drain test).
+    get edge() { return mode === 'allinone' ? procs.omniroute : procs.edge; },
+    logs(n = 50) {
+      return Object.values(procs).map((p) => p.tail(n)).join('');
+    },
+    async stop() {
+      const edge = gw.edge;
+      if (edge) await edge.stop({ sig: 'SIGTERM', timeoutMs: 10000 });
+      await Promise.all(Object.values(procs).map((p) => p.stop({ sig: 'SIGTERM', timeoutMs: 5000 })));
+    },
+    // The usage rows recorded for a request id, from wherever this mode stores them.
+    async usageRows(requestId) {
+      const sql = `select * from usage_records where request_id = ${sqlString(requestId)}`;
+      if (mode === 'distributed' || (postgres && common.DATABASE_URL)) return postgres.rows(sql);
+      if (!fs.existsSync(gw.sqlitePath)) return [];
+      return sqliteRows(gw.sqlitePath, sql);
+    },
+  };
+  const checkAll = () => Object.values(procs).forEach((p) => p.assertRunning());
+
+  try {
+    if (mode === 'allinone') {
+      const e = { ...common, PORT: String(port), DATA_DIR: dataDir };
+      if (redis) e.REDIS_URL = redis.url;
+      if (postgres) e.DATABASE_URL = postgres.url;
+      procs.omniroute = spawnProcess('omniroute', findBinary('omniroute'), ['--config', configPath],
+        { env: e, cwd: dataDir, logDir: dataDir });
+    } else {
+      const addrs = {};
+      for (const s of SERVICES) addrs[s] = `127.0.0.1:${await freePort()}`;
+      const svcEnv = {
+        ...common,
+        OMNIROUTE_ROUTER_ADDR: addrs.router,
+        OMNIROUTE_TRANSLATOR_ADDR: addrs.translator,
+        OMNIROUTE_ACCOUNTS_ADDR: addrs.accounts,
+        OMNIROUTE_USAGE_ADDR: addrs.usage,
+      };
+      // Who needs which store: router (Redis state, its tables), accounts (its tables,
+      // revocation pub/sub), usage (records, reservations); the edge owns nothing.
+      const stores = {
+        router: { REDIS_URL: redis.url, DATABASE_URL: postgres.url },
+        accounts: { REDIS_URL: redis.url, DATABASE_URL: postgres.url },
+        usage: { REDIS_URL: redis.url, DATABASE_URL: postgres.url },
+        translator: {},
+      };
+      const startSvc = async (s) => {
+        const dir = path.join(dataDir, s);
+        fs.mkdirSync(dir, { recursive: true });
+        procs[s] = spawnProcess(s, findBinary(s), ['--config', configPath, '--listen', addrs[s]],
+          { env: { ...svcEnv, ...stores[s], DATA_DIR: dir }, cwd: dir, logDir: dataDir });
+        const svcPort = Number(addrs[s].split(':')[1]);
+        await waitFor(`${s} to accept connections on ${addrs[s]}`, () => tcpConnectable(svcPort),
+          { timeoutMs: readyTimeoutMs, check: checkAll });
+      };
+      // The router learns connections from accounts and prices from usage: start those first.
+      await Promise.all(['accounts', 'usage', 'translator'].map(startSvc));
+      await startSvc('router');
+      const edgeDir = path.join(dataDir, 'edge');
+      fs.mkdirSync(edgeDir, { recursive: true });
+      procs.edge = spawnProcess('edge', findBinary('edge'), ['--config', configPath],
+        { env: { ...svcEnv, PORT: String(port), DATA_DIR: edgeDir }, cwd: edgeDir, logDir: dataDir });
+    }
+    await waitFor(`${mode} gateway /readyz on port ${port}`, () => readyz(port),
+      { timeoutMs: readyTimeoutMs, intervalMs: 50, check: checkAll });
+  } catch (e) {
+    const logs = gw.logs(50);
+    await gw.stop().catch(() => {});
+    e.message += `\n${logs}`;
+    throw e;
+  }
+  return gw;
+}

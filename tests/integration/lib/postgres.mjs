@@ -1,0 +1,84 @@
+// A throwaway PostgreSQL 15 cluster in a temp dir on a free loopback port.
+// initdb refuses to run as root, so as root the cluster belongs to the `postgres` user.
+
+import { execFile, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { freePort, spawnProcess, tempDir, waitFor } from './procs.mjs';
+
+const PG_BIN = process.env.OMNI_PG_BIN || '/usr/lib/postgresql/15/bin';
+
+function userIds(name) {
+  const r = spawnSync('id', ['-u', name], { encoding: 'utf8' });
+  const g = spawnSync('id', ['-g', name], { encoding: 'utf8' });
+  if (r.status !== 0 || g.status !== 0) throw new Error(`user ${name} does not exist`);
+  return { uid: Number(r.stdout.trim()), gid: Number(g.stdout.trim()) };
+}
+
+function psql(port, args, { db = 'postgres', timeoutMs = 15000 } = {}) {
+  return new Promise((resolve, reject) => {
+    execFile('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', String(port), '-U', 'postgres',
+      '-d', db, ...args], { timeout: timeoutMs, encoding: 'utf8', env: { ...process.env, PGCONNECT_TIMEOUT: '3' } },
+    (err, stdout, stderr) => {
+      if (err) {
+        err.message += `\n${stderr}`;
+        reject(err);
+      } else {
+        resolve(stdout);
+      }
+    });
+  });
+}
+
+export async function startPostgres({ database = 'omniroute' } = {}) {
+  const port = await freePort();
+  const dir = tempDir('pg');
+  const dataDir = path.join(dir, 'data');
+  const sockDir = path.join(dir, 's');
+  if (Buffer.byteLength(path.join(sockDir, `.s.PGSQL.${port}.lock`)) > 100) {
+    throw new Error(`socket dir ${sockDir} is too long for a unix socket path`);
+  }
+  fs.mkdirSync(sockDir, { mode: 0o755 });
+  let ids = {};
+  if (process.getuid() === 0) {
+    ids = userIds('postgres');
+    fs.chownSync(dir, ids.uid, ids.gid);
+    fs.chownSync(sockDir, ids.uid, ids.gid);
+  }
+  const env = { PATH: process.env.PATH, LANG: 'C', LC_ALL: 'C', HOME: dir };
+  const init = spawnSync(path.join(PG_BIN, 'initdb'), ['-D', dataDir, '--no-sync', '-A', 'trust', '-U', 'postgres',
+    '-E', 'UTF8', '--locale=C'], { ...ids, env, encoding: 'utf8', timeout: 60000 });
+  if (init.status !== 0) {
+    throw new Error(`initdb failed (status ${init.status}, ${init.error?.message || ''}):\n${init.stdout}\n${init.stderr}`);
+  }
+  const proc = spawnProcess('postgres', path.join(PG_BIN, 'postgres'), [
+    '-D', dataDir, '-p', String(port), '-k', sockDir,
+    '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off',
+    '-c', 'full_page_writes=off', '-c', 'max_connections=200', '-c', 'shared_buffers=32MB',
+  ], { ...ids, env, logDir: dir, killSignal: 'SIGQUIT' });
+  await waitFor(`postgres on port ${port}`, async () => {
+    await psql(port, ['-c', 'select 1'], { timeoutMs: 3000 });
+    return true;
+  }, { timeoutMs: 30000, intervalMs: 100, check: () => proc.assertRunning() });
+  await psql(port, ['-c', `create database ${database}`]);
+
+  const url = `postgresql://postgres@127.0.0.1:${port}/${database}`;
+  return {
+    port,
+    url,
+    dataDir,
+    proc,
+    // Runs SQL and returns psql's unaligned, tuples-only output (fields split by '|').
+    query: (sql, db = database) => psql(port, ['-At', '-c', sql], { db }),
+    // Runs a SELECT and returns its rows as objects.
+    rows: async (sql, db = database) => {
+      const out = await psql(port, ['-At', '-c', `select coalesce(json_agg(t), '[]') from (${sql}) t`], { db });
+      return JSON.parse(out.trim() || '[]');
+    },
+    // Fast shutdown (SIGINT), then immediate (SIGQUIT), then SIGKILL.
+    stop: async () => {
+      const e = await proc.stop({ sig: 'SIGINT', timeoutMs: 10000 });
+      return e;
+    },
+  };
+}
