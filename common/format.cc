@@ -1,6 +1,10 @@
 #include "common/format.h"
 
+#include "common/strings.h"
+
 #include <boost/json.hpp>
+
+#include "absl/strings/ascii.h"
 
 namespace omniroute {
 namespace {
@@ -204,7 +208,7 @@ int HttpStatusFromStatus(const absl::Status& s) {
 }
 
 HttpError ToHttpError(Format format, const absl::Status& s, std::string_view code) {
-  return MakeHttpError(format, HttpStatusFromStatus(s), s.message(), code);
+  return MakeHttpError(format, HttpStatusFromStatus(s), SV(s.message()), code);
 }
 
 }  // namespace omniroute
@@ -226,6 +230,24 @@ std::string UpstreamPath(Format format, std::string_view model, bool stream) {
     default:
       return "/chat/completions";
   }
+}
+
+}  // namespace omniroute
+
+namespace omniroute {
+
+bool ContainsIgnoreCase(std::string_view haystack, std::string_view needle) {
+  if (needle.empty()) return true;
+  for (size_t i = 0; i + needle.size() <= haystack.size(); ++i) {
+    size_t j = 0;
+    while (j < needle.size() &&
+           absl::ascii_tolower(static_cast<unsigned char>(haystack[i + j])) ==
+               absl::ascii_tolower(static_cast<unsigned char>(needle[j]))) {
+      ++j;
+    }
+    if (j == needle.size()) return true;
+  }
+  return false;
 }
 
 }  // namespace omniroute

@@ -5,6 +5,7 @@
 
 #include "common/config.h"
 #include "common/log.h"
+#include "common/strings.h"
 #include "edge.h"
 #include "local_accounts.h"
 #include "local_router.h"
@@ -32,12 +33,12 @@ int main(int argc, char** argv) {
   }
   auto config = LoadConfig(config_path);
   if (!config.ok()) {
-    LogError("invalid configuration", {{"error", config.status().message()}});
+    LogError("invalid configuration", {{"error", SV(config.status().message())}});
     return 1;
   }
   auto registry = BuildRegistry(**config);
   if (!registry.ok()) {
-    LogError("invalid configuration", {{"error", registry.status().message()}});
+    LogError("invalid configuration", {{"error", SV(registry.status().message())}});
     return 1;
   }
   auto store = (*config)->storage.postgres_url.empty()
@@ -47,7 +48,7 @@ int main(int argc, char** argv) {
     if (absl::Status s = (*store)->Migrate(); !s.ok()) store = s;
   }
   if (!store.ok()) {
-    LogError("cannot open the usage store", {{"error", store.status().message()}});
+    LogError("cannot open the usage store", {{"error", SV(store.status().message())}});
     return 1;
   }
   edge::EdgeServices services;

@@ -7,6 +7,7 @@
 #include "common/config.h"
 #include "common/grpc_util.h"
 #include "common/log.h"
+#include "common/strings.h"
 #include "edge.h"
 #include "grpc_accounts.h"
 #include "grpc_router.h"
@@ -26,7 +27,7 @@ int main(int argc, char** argv) {
   }
   auto config = LoadConfig(flags->config_path);
   if (!config.ok()) {
-    LogError("invalid configuration", {{"error", config.status().message()}});
+    LogError("invalid configuration", {{"error", SV(config.status().message())}});
     return 1;
   }
   const auto& svc = (*config)->services;

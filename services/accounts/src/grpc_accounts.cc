@@ -7,6 +7,7 @@
 #include "omniroute/accounts/v1/accounts.grpc.pb.h"
 
 namespace omniroute::accounts {
+namespace grpc_accounts_impl {
 namespace {
 
 using grpc_adapter::CallUnary;
@@ -66,13 +67,14 @@ class AccountsGrpcClient final : public Accounts {
 };
 
 }  // namespace
+}  // namespace grpc_accounts_impl
 
 std::unique_ptr<grpc::Service> MakeAccountsGrpcService(AccountsPtr impl) {
-  return std::make_unique<AccountsGrpcService>(std::move(impl));
+  return std::make_unique<grpc_accounts_impl::AccountsGrpcService>(std::move(impl));
 }
 
 AccountsPtr MakeAccountsGrpcClient(std::shared_ptr<grpc::Channel> channel) {
-  return std::make_shared<AccountsGrpcClient>(std::move(channel));
+  return std::make_shared<grpc_accounts_impl::AccountsGrpcClient>(std::move(channel));
 }
 
 }  // namespace omniroute::accounts

@@ -5,6 +5,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "common/strings.h"
 
 namespace omniroute::edge {
 namespace json = boost::json;
@@ -133,12 +134,12 @@ bool ExtractUsage(Format format, std::string_view text, TokenUsage* usage) {
 
 std::string_view PresentedKey(std::string_view authorization, std::string_view x_api_key,
                               std::string_view x_goog_api_key, std::string_view query) {
-  authorization = absl::StripAsciiWhitespace(authorization);
-  if (authorization.size() > 7 && absl::StartsWithIgnoreCase(authorization, "bearer ")) {
-    return absl::StripAsciiWhitespace(authorization.substr(7));
+  authorization = SV(absl::StripAsciiWhitespace(AV(authorization)));
+  if (authorization.size() > 7 && absl::StartsWithIgnoreCase(AV(authorization), "bearer ")) {
+    return SV(absl::StripAsciiWhitespace(AV(authorization.substr(7))));
   }
-  if (!x_api_key.empty()) return absl::StripAsciiWhitespace(x_api_key);
-  if (!x_goog_api_key.empty()) return absl::StripAsciiWhitespace(x_goog_api_key);
+  if (!x_api_key.empty()) return SV(absl::StripAsciiWhitespace(AV(x_api_key)));
+  if (!x_goog_api_key.empty()) return SV(absl::StripAsciiWhitespace(AV(x_goog_api_key)));
   return QueryParam(query, "key");
 }
 
@@ -161,12 +162,12 @@ std::string_view QueryParam(std::string_view target, std::string_view name) {
 
 std::string NormalizePath(std::string_view target) {
   std::string_view path = target.substr(0, target.find('?'));
-  while (absl::StartsWith(path, "/v1/v1/") || path == "/v1/v1") path.remove_prefix(3);
+  while (absl::StartsWith(AV(path), "/v1/v1/") || path == "/v1/v1") path.remove_prefix(3);
   std::string out(path);
   if (out.size() > 1 && out.back() == '/') out.pop_back();
   if (out == "/chat/completions" || out == "/models" || out == "/completions" ||
-      out == "/responses" || out == "/messages" || absl::StartsWith(out, "/models/") ||
-      absl::StartsWith(out, "/responses/") || absl::StartsWith(out, "/messages/")) {
+      out == "/responses" || out == "/messages" || absl::StartsWith(AV(out), "/models/") ||
+      absl::StartsWith(AV(out), "/responses/") || absl::StartsWith(AV(out), "/messages/")) {
     out.insert(0, "/v1");
   }
   return out;

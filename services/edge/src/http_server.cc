@@ -25,6 +25,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/retry_hint.h"
+#include "common/strings.h"
 #include "common/secrets.h"
 #include "common/sse.h"
 #include "edge.h"
@@ -39,7 +41,6 @@ namespace json = boost::json;
 using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using Request = http::request<http::string_body>;
-constexpr auto kAwait = net::as_tuple(net::use_awaitable);
 constexpr Format kOpenAi = common::v1::FORMAT_OPENAI_CHAT;
 constexpr size_t kMaxUpstreamBody = 64 * 1024 * 1024;
 constexpr int kMaxAttempts = 10;
@@ -165,12 +166,11 @@ namespace {
 net::awaitable<bool> Reply(beast::tcp_stream& stream, const Request& req, RequestLog& log,
                            int status, std::string body,
                            std::string_view content_type = "application/json",
-                           std::initializer_list<std::pair<std::string_view, std::string>>
-                               extra = {}) {
+                           std::string_view extra_name = {}, std::string extra_value = {}) {
   http::response<http::string_body> res{static_cast<http::status>(status), req.version()};
   res.set(http::field::content_type, content_type);
   res.set("x-request-id", log.request_id);
-  for (const auto& [k, v] : extra) res.set(k, v);
+  if (!extra_name.empty()) res.set(extra_name, extra_value);
   res.keep_alive(req.keep_alive());
   res.body() = std::move(body);
   res.prepare_payload();
@@ -318,21 +318,24 @@ net::awaitable<void> EdgeServer::Impl::Session(tcp::socket socket, Worker& worke
     if (ec && !too_large) {
       if (ec == http::error::header_limit) {
         Request dummy;
-        RequestLog log{NewRequestId(), "other"};
+        RequestLog log;
+        log.request_id = NewRequestId();
+        log.route = "other";
         co_await Reply(stream, dummy, log, 431,
                        MakeHttpError(kOpenAi, 431, "Request headers are too large").body);
       } else if (ec != http::error::end_of_stream && ec != beast::error::timeout &&
                  ec != net::error::eof && ec != net::error::connection_reset) {
         Request dummy;
-        RequestLog log{NewRequestId(), "other"};
+        RequestLog log;
+        log.request_id = NewRequestId();
+        log.route = "other";
         co_await Reply(stream, dummy, log, 400,
                        MakeHttpError(kOpenAi, 400, "Malformed HTTP request").body);
       }
       break;
     }
     if (!too_large && !parser.is_done()) {
-      if (absl::EqualsIgnoreCase(std::string_view(parser.get()[http::field::expect]),
-                                 "100-continue")) {
+      if (absl::EqualsIgnoreCase(AV(parser.get()[http::field::expect]), "100-continue")) {
         static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
         auto [wec, wn] = co_await net::async_write(stream, net::buffer(kContinue), kAwait);
         if (wec) break;
@@ -345,7 +348,9 @@ net::awaitable<void> EdgeServer::Impl::Session(tcp::socket socket, Worker& worke
     if (too_large) {
       Request head(parser.get().base());
       head.keep_alive(false);
-      RequestLog log{NewRequestId(), "other"};
+      RequestLog log;
+        log.request_id = NewRequestId();
+        log.route = "other";
       co_await ReplyError(stream, head, log, kOpenAi, 413,
                           absl::StrCat("Request body exceeds the limit of ",
                                        config->server.body_limit_bytes, " bytes"),
@@ -408,7 +413,7 @@ net::awaitable<bool> EdgeServer::Impl::Handle(beast::tcp_stream& stream, Worker&
         usage::v1::QueryRequest q;
         int limit = 100;
         if (auto l = QueryParam(req.target(), "limit"); !l.empty()) {
-          (void)absl::SimpleAtoi(l, &limit);
+          (void)absl::SimpleAtoi(AV(l), &limit);
         }
         q.set_limit(limit);
         q.set_client_key_id(std::string(QueryParam(req.target(), "key_id")));
@@ -417,7 +422,7 @@ net::awaitable<bool> EdgeServer::Impl::Handle(beast::tcp_stream& stream, Worker&
         if (!result.ok()) {
           alive = co_await ReplyError(stream, req, log, format,
                                       HttpStatusFromStatus(result.status()),
-                                      result.status().message());
+                                      SV(result.status().message()));
         } else {
           json::array data;
           for (const auto& r : result->records()) {
@@ -458,7 +463,7 @@ net::awaitable<bool> EdgeServer::Impl::Handle(beast::tcp_stream& stream, Worker&
       const bool is_chat = path == "/v1/chat/completions";
       if (is_chat ? req.method() != http::verb::post : req.method() != http::verb::get) {
         alive = co_await ReplyError(stream, req, log, format, 405,
-                                    absl::StrCat("Method ", std::string_view(req.method_string()),
+                                    absl::StrCat("Method ", AV(req.method_string()),
                                                  " is not allowed on ", path),
                                     "method_not_allowed");
         goto done;
@@ -511,16 +516,16 @@ net::awaitable<bool> EdgeServer::Impl::Handle(beast::tcp_stream& stream, Worker&
           data.push_back(json::object{
               {"id", m.id()}, {"object", "model"}, {"created", 0}, {"owned_by", m.owned_by()}});
         }
-        alive = co_await Reply(stream, req, log, 200,
-                               json::serialize(json::object{{"object", "list"},
-                                                            {"data", std::move(data)}}));
+        std::string body =
+            json::serialize(json::object{{"object", "list"}, {"data", std::move(data)}});
+        alive = co_await Reply(stream, req, log, 200, std::move(body));
         goto done;
       }
 
       // Chat completions.
       auto parsed = ParseChatRequest(req.body());
       if (!parsed.ok()) {
-        alive = co_await ReplyError(stream, req, log, format, 400, parsed.status().message(),
+        alive = co_await ReplyError(stream, req, log, format, 400, SV(parsed.status().message()),
                                     "invalid_request_error");
         goto done;
       }
@@ -538,11 +543,11 @@ net::awaitable<bool> EdgeServer::Impl::Handle(beast::tcp_stream& stream, Worker&
       std::string_view session = Header(req, "x-session-id");
       if (session.empty()) session = Header(req, "x_session_id");
       plan_req.set_session_id(std::string(session));
-      auto plan = co_await Await<router::v1::Plan>(
+      auto plan = co_await Await<router::v1::RoutePlan>(
           services.in_process, [&](auto cb) { services.router->Plan(plan_req, std::move(cb)); });
       if (!plan.ok()) {
         const int status = HttpStatusFromStatus(plan.status());
-        alive = co_await ReplyError(stream, req, log, format, status, plan.status().message(),
+        alive = co_await ReplyError(stream, req, log, format, status, SV(plan.status().message()),
                                     status == 404 ? "model_not_found" : "invalid_request_error");
         goto done;
       }
@@ -555,7 +560,7 @@ net::awaitable<bool> EdgeServer::Impl::Handle(beast::tcp_stream& stream, Worker&
             "all_accounts_cooling_down");
         log.error_code = "all_accounts_cooling_down";
         alive = co_await Reply(stream, req, log, err.status, std::move(err.body),
-                               "application/json", {{"retry-after", std::to_string(secs)}});
+                               "application/json", "retry-after", std::to_string(secs));
         goto done;
       }
 
@@ -672,7 +677,7 @@ net::awaitable<bool> EdgeServer::Impl::Handle(beast::tcp_stream& stream, Worker&
           auto read = co_await ex->ReadAll(ubody, 1024 * 1024);
           const std::string retry_after(
               ex->headers()[http::field::retry_after]);
-          const int64_t hint = router::RetryHintMs(
+          const int64_t hint = RetryHintMs(
               retry_after, std::string_view(ex->headers()["x-ratelimit-reset"]), NowMs());
           report(ustatus, false, hint);
           if (Retryable(ustatus) && !last_candidate) {
@@ -694,14 +699,14 @@ net::awaitable<bool> EdgeServer::Impl::Handle(beast::tcp_stream& stream, Worker&
             alive = co_await Reply(stream, req, log, ustatus, std::move(body));
           } else {
             alive = co_await Reply(stream, req, log, ustatus, std::move(body),
-                                   "application/json", {{"retry-after", retry_after}});
+                                   "application/json", "retry-after", retry_after);
           }
           answered = true;
           break;
         }
 
         const std::string content_type(ex->headers()[http::field::content_type]);
-        const bool sse = absl::StrContainsIgnoreCase(content_type, "text/event-stream");
+        const bool sse = ContainsIgnoreCase(content_type, "text/event-stream");
         if (!sse) {
           std::string ubody;
           auto read = co_await ex->ReadAll(ubody, kMaxUpstreamBody);
@@ -747,7 +752,7 @@ net::awaitable<bool> EdgeServer::Impl::Handle(beast::tcp_stream& stream, Worker&
           if (!translation) {
             report(ustatus, false, 0);
             last_error = absl::UnimplementedError(absl::StrCat(
-                "streams from ", FormatName(cand.format()), " to ", FormatName(format),
+                "streams from ", AV(FormatName(cand.format())), " to ", AV(FormatName(format)),
                 " cannot be translated"));
             last_status = 501;
             continue;
@@ -797,7 +802,7 @@ net::awaitable<bool> EdgeServer::Impl::Handle(beast::tcp_stream& stream, Worker&
         while (true) {
           // Usage travels in the provider's events.
           (void)sse_parser.Feed(piece, [&](const SseEvent& ev) {
-            if (absl::StrContains(ev.data, "sage")) {
+            if (absl::StrContains(AV(ev.data), "sage")) {
               ExtractUsage(cand.format(), ev.data, &log.tokens);
             }
           });
@@ -871,7 +876,7 @@ net::awaitable<bool> EdgeServer::Impl::Handle(beast::tcp_stream& stream, Worker&
       log.route = "other";
       alive = co_await ReplyError(stream, req, log, format, 404,
                                   absl::StrCat("Unknown route: ",
-                                               std::string_view(req.method_string()), " ", path),
+                                               AV(req.method_string()), " ", path),
                                   "unknown_url");
     }
   } catch (const std::exception& e) {
@@ -946,7 +951,7 @@ int RunEdgeUntilSignal(ConfigPtr config, EdgeServices services, std::string mode
   signal(SIGPIPE, SIG_IGN);
   EdgeServer server(std::move(config), std::move(services), std::move(mode));
   if (absl::Status s = server.Start(); !s.ok()) {
-    LogError("cannot start", {{"error", s.message()}});
+    LogError("cannot start", {{"error", SV(s.message())}});
     return 1;
   }
   int sig = 0;

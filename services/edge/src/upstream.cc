@@ -17,12 +17,12 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/strings.h"
 
 namespace omniroute::edge {
 
 namespace beast = boost::beast;
 using tcp = net::ip::tcp;
-constexpr auto kAwait = net::as_tuple(net::use_awaitable);
 constexpr size_t kMaxIdlePerKey = 256;
 constexpr size_t kReadChunk = 16 * 1024;
 
@@ -45,13 +45,13 @@ struct UpstreamConnection {
 absl::StatusOr<UpstreamEndpoint> ParseBaseUrl(std::string_view url) {
   UpstreamEndpoint ep;
   std::string_view rest;
-  if (absl::StartsWithIgnoreCase(url, "https://")) {
+  if (absl::StartsWithIgnoreCase(AV(url), "https://")) {
     ep.tls = true;
     rest = url.substr(8);
-  } else if (absl::StartsWithIgnoreCase(url, "http://")) {
+  } else if (absl::StartsWithIgnoreCase(AV(url), "http://")) {
     rest = url.substr(7);
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("base URL '", url, "' is not http(s)"));
+    return absl::InvalidArgumentError(absl::StrCat("base URL '", AV(url), "' is not http(s)"));
   }
   size_t slash = rest.find('/');
   std::string_view authority = rest.substr(0, slash);
@@ -63,7 +63,7 @@ absl::StatusOr<UpstreamEndpoint> ParseBaseUrl(std::string_view url) {
     if (close == std::string_view::npos) return absl::InvalidArgumentError("bad IPv6 host");
     ep.host = std::string(authority.substr(1, close - 1));
     std::string_view after = authority.substr(close + 1);
-    ep.port = absl::StartsWith(after, ":") ? std::string(after.substr(1)) : "";
+    ep.port = absl::StartsWith(AV(after), ":") ? std::string(after.substr(1)) : "";
   } else {
     size_t colon = authority.rfind(':');
     ep.host = std::string(authority.substr(0, colon));

@@ -1,6 +1,8 @@
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/beast/http/fields.hpp>
@@ -18,6 +20,9 @@ namespace omniroute::edge {
 
 namespace net = boost::asio;
 namespace http = boost::beast::http;
+
+// Completion token: co_await yields (error_code, results...) instead of throwing.
+inline constexpr auto kAwait = net::as_tuple(net::use_awaitable);
 
 // Where a provider's API lives, parsed once from its base URL.
 struct UpstreamEndpoint {

@@ -7,6 +7,7 @@
 #include "omniroute/router/v1/router.grpc.pb.h"
 
 namespace omniroute::router {
+namespace grpc_router_impl {
 namespace {
 
 using grpc_adapter::CallUnary;
@@ -23,8 +24,8 @@ class RouterGrpcService final : public v1::Router::CallbackService {
   explicit RouterGrpcService(RouterPtr impl) : impl_(std::move(impl)) {}
 
   grpc::ServerUnaryReactor* Plan(grpc::CallbackServerContext* context,
-                                 const v1::PlanRequest* request, v1::Plan* response) override {
-    return ServeUnary<v1::Plan>(context, response, [&](Callback<v1::Plan> done) {
+                                 const v1::PlanRequest* request, v1::RoutePlan* response) override {
+    return ServeUnary<v1::RoutePlan>(context, response, [&](Callback<v1::RoutePlan> done) {
       impl_->Plan(*request, std::move(done));
     });
   }
@@ -52,8 +53,8 @@ class RouterGrpcClient final : public Router {
       : stub_(v1::Router::NewStub(std::move(channel))) {}
 
   // Interface
-  void Plan(const v1::PlanRequest& request, Callback<v1::Plan> done) override {
-    CallUnary<v1::Plan>([this](auto... a) { stub_->async()->Plan(a...); }, request,
+  void Plan(const v1::PlanRequest& request, Callback<v1::RoutePlan> done) override {
+    CallUnary<v1::RoutePlan>([this](auto... a) { stub_->async()->Plan(a...); }, request,
                         std::move(done), kPlanTimeout, request.request_id());
   }
 
@@ -74,13 +75,14 @@ class RouterGrpcClient final : public Router {
 };
 
 }  // namespace
+}  // namespace grpc_router_impl
 
 std::unique_ptr<grpc::Service> MakeRouterGrpcService(RouterPtr impl) {
-  return std::make_unique<RouterGrpcService>(std::move(impl));
+  return std::make_unique<grpc_router_impl::RouterGrpcService>(std::move(impl));
 }
 
 RouterPtr MakeRouterGrpcClient(std::shared_ptr<grpc::Channel> channel) {
-  return std::make_shared<RouterGrpcClient>(std::move(channel));
+  return std::make_shared<grpc_router_impl::RouterGrpcClient>(std::move(channel));
 }
 
 }  // namespace omniroute::router

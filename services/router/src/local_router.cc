@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/strings.h"
 
 namespace omniroute::router {
 namespace {
@@ -27,7 +28,7 @@ absl::Status ValidateModel(std::string_view model) {
       return absl::InvalidArgumentError("model name contains control characters");
     }
   }
-  if (absl::StrContains(model, "../") || absl::StrContains(model, "..\\")) {
+  if (absl::StrContains(AV(model), "../") || absl::StrContains(AV(model), "..\\")) {
     return absl::InvalidArgumentError("model name contains a path traversal");
   }
   return absl::OkStatus();
@@ -55,7 +56,7 @@ class LocalRouter final : public Router {
   }
 
   // Interface
-  void Plan(const v1::PlanRequest& request, Callback<v1::Plan> done) override {
+  void Plan(const v1::PlanRequest& request, Callback<v1::RoutePlan> done) override {
     done(PlanNow(request));
   }
 
@@ -99,7 +100,7 @@ class LocalRouter final : public Router {
       std::string_view rest = model.substr(slash + 1);
       if (const ProviderSpec* p = registry_->Find(prefix)) {
         if (rest.empty()) {
-          return absl::InvalidArgumentError(absl::StrCat("model '", model, "' names no model"));
+          return absl::InvalidArgumentError(absl::StrCat("model '", AV(model), "' names no model"));
         }
         return std::make_pair(p, std::string(rest));
       }
@@ -115,20 +116,20 @@ class LocalRouter final : public Router {
     if (serving.size() == 1) return std::make_pair(serving[0], std::string(model));
     if (serving.size() > 1) {
       std::vector<std::string> ids;
-      for (const auto* p : serving) ids.push_back(absl::StrCat(p->prefixes.front(), "/", model));
-      return absl::InvalidArgumentError(absl::StrCat("ambiguous_model: '", model,
+      for (const auto* p : serving) ids.push_back(absl::StrCat(p->prefixes.front(), "/", AV(model)));
+      return absl::InvalidArgumentError(absl::StrCat("ambiguous_model: '", AV(model),
                                                      "' is served by several providers; use one of ",
                                                      absl::StrJoin(ids, ", ")));
     }
-    const std::string lower = absl::AsciiStrToLower(model);
+    const std::string lower = absl::AsciiStrToLower(AV(model));
     const char* inferred = nullptr;
-    if (absl::StartsWith(lower, "gpt-") || absl::StartsWith(lower, "o1") ||
-        absl::StartsWith(lower, "o3") || absl::StartsWith(lower, "o4") ||
-        absl::StartsWith(lower, "chatgpt-")) {
+    if (absl::StartsWith(AV(lower), "gpt-") || absl::StartsWith(AV(lower), "o1") ||
+        absl::StartsWith(AV(lower), "o3") || absl::StartsWith(AV(lower), "o4") ||
+        absl::StartsWith(AV(lower), "chatgpt-")) {
       inferred = "openai";
-    } else if (absl::StartsWith(lower, "claude-")) {
+    } else if (absl::StartsWith(AV(lower), "claude-")) {
       inferred = "anthropic";
-    } else if (absl::StartsWith(lower, "gemini-")) {
+    } else if (absl::StartsWith(AV(lower), "gemini-")) {
       inferred = "gemini";
     }
     if (inferred) {
@@ -137,16 +138,16 @@ class LocalRouter final : public Router {
       }
     }
     if (size_t slash = model.find('/'); slash != std::string_view::npos) {
-      return absl::NotFoundError(absl::StrCat("Unknown provider '", model.substr(0, slash),
-                                              "' in model '", model,
+      return absl::NotFoundError(absl::StrCat("Unknown provider '", AV(model.substr(0, slash)),
+                                              "' in model '", AV(model),
                                               "'. GET /v1/models lists the available models."));
     }
-    return absl::NotFoundError(absl::StrCat("The model '", model,
+    return absl::NotFoundError(absl::StrCat("The model '", AV(model),
                                             "' does not exist or you do not have access to it. "
                                             "GET /v1/models lists the available models."));
   }
 
-  absl::StatusOr<v1::Plan> PlanNow(const v1::PlanRequest& request) {
+  absl::StatusOr<v1::RoutePlan> PlanNow(const v1::PlanRequest& request) {
     if (auto s = ValidateModel(request.model()); !s.ok()) return s;
     auto resolved = Resolve(request.model());
     if (!resolved.ok()) return resolved.status();
@@ -162,7 +163,7 @@ class LocalRouter final : public Router {
     for (const auto* c : conns) ids.push_back(c->id);
     const int64_t now = clock_();
     const std::vector<int64_t> until = state_->CooldownUntil(ids, now);
-    v1::Plan plan;
+    v1::RoutePlan plan;
     plan.set_resolved_model(absl::StrCat(provider->id, "/", resolved->second));
     int64_t earliest = 0;
     for (size_t i = 0; i < conns.size(); ++i) {
@@ -196,33 +197,6 @@ class LocalRouter final : public Router {
 int64_t SystemNowMs() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
-
-int64_t RetryHintMs(std::string_view retry_after, std::string_view ratelimit_reset,
-                    int64_t now_ms) {
-  retry_after = absl::StripAsciiWhitespace(retry_after);
-  if (!retry_after.empty()) {
-    double secs = 0;
-    if (absl::SimpleAtod(retry_after, &secs)) {
-      return secs > 0 ? static_cast<int64_t>(secs * 1000) : 0;
-    }
-    // HTTP date, e.g. "Wed, 21 Oct 2015 07:28:00 GMT".
-    std::tm tm{};
-    const std::string s(retry_after);
-    if (strptime(s.c_str(), "%a, %d %b %Y %H:%M:%S", &tm)) {
-      const int64_t at = static_cast<int64_t>(timegm(&tm)) * 1000;
-      return at > now_ms ? at - now_ms : 0;
-    }
-  }
-  ratelimit_reset = absl::StripAsciiWhitespace(ratelimit_reset);
-  if (!ratelimit_reset.empty()) {
-    double v = 0;
-    if (absl::SimpleAtod(ratelimit_reset, &v) && v > 0) {
-      const int64_t at = v > 1e10 ? static_cast<int64_t>(v) : static_cast<int64_t>(v * 1000);
-      return at > now_ms ? at - now_ms : 0;
-    }
-  }
-  return 0;
 }
 
 RouterPtr MakeLocalRouter(ConfigPtr config, std::shared_ptr<const ProviderRegistry> registry,

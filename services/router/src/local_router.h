@@ -17,8 +17,4 @@ int64_t SystemNowMs();
 RouterPtr MakeLocalRouter(ConfigPtr config, std::shared_ptr<const ProviderRegistry> registry,
                           StateStorePtr state, Clock clock = SystemNowMs);
 
-// Parses a retry hint from an upstream answer: Retry-After (seconds or HTTP date) or
-// X-RateLimit-Reset (epoch seconds, or ms when > 1e10). 0 when none.
-int64_t RetryHintMs(std::string_view retry_after, std::string_view ratelimit_reset, int64_t now_ms);
-
 }  // namespace omniroute::router

@@ -27,11 +27,11 @@ connections:
     router_ = MakeLocalRouter(config_, *reg, MakeMemoryStateStore(), [this] { return now_; });
   }
 
-  absl::StatusOr<v1::Plan> Plan(const std::string& model) {
+  absl::StatusOr<v1::RoutePlan> Plan(const std::string& model) {
     v1::PlanRequest req;
     req.set_model(model);
-    absl::StatusOr<v1::Plan> out = absl::UnknownError("not called");
-    router_->Plan(req, [&](absl::StatusOr<v1::Plan> p) { out = std::move(p); });
+    absl::StatusOr<v1::RoutePlan> out = absl::UnknownError("not called");
+    router_->Plan(req, [&](absl::StatusOr<v1::RoutePlan> p) { out = std::move(p); });
     return out;
   }
 
@@ -134,17 +134,6 @@ TEST_F(LocalRouterTest, ListModelsOnlyForConnectedProviders) {
   EXPECT_NE(std::find(ids.begin(), ids.end(), "local/m1"), ids.end());
   EXPECT_NE(std::find(ids.begin(), ids.end(), "openai/gpt-4o"), ids.end());
   for (const auto& id : ids) EXPECT_NE(id.rfind("anthropic/", 0), 0u) << id;
-}
-
-TEST(RetryHintTest, Forms) {
-  const int64_t now = 1'700'000'000'000;
-  EXPECT_EQ(RetryHintMs("2", "", now), 2000);
-  EXPECT_EQ(RetryHintMs("0.5", "", now), 500);
-  EXPECT_EQ(RetryHintMs("", "1700000003", now), 3000);
-  EXPECT_EQ(RetryHintMs("", "1700000004000", now), 4000);
-  EXPECT_EQ(RetryHintMs("Tue, 14 Nov 2023 22:13:30 GMT", "", now), 10000);
-  EXPECT_EQ(RetryHintMs("", "", now), 0);
-  EXPECT_EQ(RetryHintMs("soon", "", now), 0);
 }
 
 }  // namespace

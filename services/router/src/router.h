@@ -15,7 +15,7 @@ class Router {
   // Resolves request.model into candidates, best first. NOT_FOUND for an unknown model or
   // provider, INVALID_ARGUMENT for a malformed model string. An empty candidate list with
   // retry_after_ms > 0 means every account is cooling down.
-  virtual void Plan(const v1::PlanRequest& request, Callback<v1::Plan> done) = 0;
+  virtual void Plan(const v1::PlanRequest& request, Callback<v1::RoutePlan> done) = 0;
 
   // Records how one attempt went (cooldowns, statistics). Never blocks the caller.
   virtual void Report(const v1::Outcome& outcome) = 0;

@@ -12,6 +12,7 @@
 #include "omniroute/translator/v1/translator.grpc.pb.h"
 
 namespace omniroute::translator {
+namespace grpc_translator_impl {
 namespace {
 
 using grpc_adapter::CallUnary;
@@ -363,13 +364,14 @@ class TranslatorGrpcClient final : public Translator {
 };
 
 }  // namespace
+}  // namespace grpc_translator_impl
 
 std::unique_ptr<grpc::Service> MakeTranslatorGrpcService(TranslatorPtr impl) {
-  return std::make_unique<TranslatorGrpcService>(std::move(impl));
+  return std::make_unique<grpc_translator_impl::TranslatorGrpcService>(std::move(impl));
 }
 
 TranslatorPtr MakeTranslatorGrpcClient(std::shared_ptr<grpc::Channel> channel) {
-  return std::make_shared<TranslatorGrpcClient>(std::move(channel));
+  return std::make_shared<grpc_translator_impl::TranslatorGrpcClient>(std::move(channel));
 }
 
 }  // namespace omniroute::translator

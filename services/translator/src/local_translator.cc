@@ -1,13 +1,14 @@
 #include "local_translator.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/strings.h"
 
 namespace omniroute::translator {
 namespace {
 
 absl::Status Unsupported(Format from, Format to) {
-  return absl::UnimplementedError(absl::StrCat("translation from ", FormatName(from), " to ",
-                                               FormatName(to), " is not supported yet"));
+  return absl::UnimplementedError(absl::StrCat("translation from ", AV(FormatName(from)), " to ",
+                                               AV(FormatName(to)), " is not supported yet"));
 }
 
 // Same format on both sides: bytes pass through unchanged.

@@ -15,6 +15,7 @@
 #include "omniroute/usage/v1/usage.grpc.pb.h"
 
 namespace omniroute::usage {
+namespace grpc_usage_impl {
 namespace {
 
 using grpc_adapter::CallUnary;
@@ -252,14 +253,15 @@ class UsageGrpcClient final : public Usage {
 };
 
 }  // namespace
+}  // namespace grpc_usage_impl
 
 std::unique_ptr<grpc::Service> MakeUsageGrpcService(UsagePtr impl) {
-  return std::make_unique<UsageGrpcService>(std::move(impl));
+  return std::make_unique<grpc_usage_impl::UsageGrpcService>(std::move(impl));
 }
 
 UsagePtr MakeUsageGrpcClient(std::shared_ptr<grpc::Channel> channel,
                              const UsageClientOptions& options) {
-  return std::make_shared<UsageGrpcClient>(std::move(channel), options);
+  return std::make_shared<grpc_usage_impl::UsageGrpcClient>(std::move(channel), options);
 }
 
 }  // namespace omniroute::usage

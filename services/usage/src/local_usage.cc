@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/strings.h"
 
 namespace omniroute::usage {
 namespace {
@@ -99,7 +100,7 @@ class LocalUsage final : public Usage {
         // Put the batch back in front, in order, and retry after a pause.
         queue_.insert(queue_.begin(), std::make_move_iterator(batch.begin()),
                       std::make_move_iterator(batch.end()));
-        LogWarn("usage write failed; will retry", {{"error", s.message()}});
+        LogWarn("usage write failed; will retry", {{"error", SV(s.message())}});
         if (stop_) return;
         cv_.wait_for(lock, backoff, [this] { return stop_; });
         backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));

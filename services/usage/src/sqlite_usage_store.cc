@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/format.h"
+#include "common/strings.h"
 #include "usage_store.h"
 
 namespace omniroute::usage {
@@ -209,7 +210,7 @@ class SqliteUsageStore final : public UsageStore {
   }
 
   absl::Status Error(std::string_view what) {
-    return absl::InternalError(absl::StrCat("sqlite ", what, ": ", sqlite3_errmsg(db_)));
+    return absl::InternalError(absl::StrCat("sqlite ", AV(what), ": ", sqlite3_errmsg(db_)));
   }
 
   sqlite3* db_;

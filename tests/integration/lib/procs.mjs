@@ -79,6 +79,14 @@ export function tcpConnectable(port, host = '127.0.0.1', timeoutMs = 500) {
   });
 }
 
+// Resolves to what `promise` resolves to, or to `fallback` after ms (the timer is cleared
+// either way, so it never keeps the process alive).
+export function withTimeout(promise, ms, fallback = null) {
+  let timer;
+  const t = new Promise((r) => { timer = setTimeout(() => r(fallback), ms); });
+  return Promise.race([promise, t]).finally(() => clearTimeout(timer));
+}
+
 // Polls fn() until it returns a truthy value; throws with `what` after timeoutMs.
 // `check()` may throw to abort early (e.g. the process died).
 export async function waitFor(what, fn, { timeoutMs = 20000, intervalMs = 50, check } = {}) {

@@ -1,0 +1,21 @@
+#include <memory>
+
+#include "common/cli.h"
+#include "common/config.h"
+#include "common/status_macros.h"
+#include "grpc_accounts.h"
+#include "local_accounts.h"
+
+int main(int argc, char** argv) {
+  using namespace omniroute;
+  const cli::ServiceInfo info{"accounts", "OmniRoute accounts service (accounts.v1.Accounts).",
+                              50053};
+  return cli::RunService(
+      argc, argv, info, [](const cli::ServiceFlags& flags) -> absl::StatusOr<cli::ServiceWiring> {
+        ASSIGN_OR_RETURN(ConfigPtr config, LoadConfig(flags.config_path));
+        ASSIGN_OR_RETURN(std::shared_ptr<const ProviderRegistry> registry,
+                         BuildRegistry(*config));
+        accounts::AccountsPtr impl = accounts::MakeLocalAccounts(config, registry);
+        return cli::ServiceWiring{accounts::MakeAccountsGrpcService(std::move(impl)), nullptr};
+      });
+}

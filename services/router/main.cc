@@ -1,0 +1,32 @@
+#include <memory>
+
+#include "common/cli.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+#include "grpc_router.h"
+#include "local_router.h"
+#include "redis_state_store.h"
+#include "state_store.h"
+
+int main(int argc, char** argv) {
+  using namespace omniroute;
+  const cli::ServiceInfo info{"router", "OmniRoute router service (router.v1.Router).", 50051};
+  return cli::RunService(
+      argc, argv, info, [](const cli::ServiceFlags& flags) -> absl::StatusOr<cli::ServiceWiring> {
+        ASSIGN_OR_RETURN(ConfigPtr config,
+                         LoadConfig(flags.config_path, /*generate_secrets=*/false));
+        ASSIGN_OR_RETURN(std::shared_ptr<const ProviderRegistry> registry,
+                         BuildRegistry(*config));
+        router::StateStorePtr state;
+        if (config->redis.url.empty()) {
+          state = router::MakeMemoryStateStore();
+          LogInfo("routing state in memory");
+        } else {
+          ASSIGN_OR_RETURN(state, router::MakeRedisStateStore(config->redis.url,
+                                                              router::RedisStateStoreOptions()));
+        }
+        router::RouterPtr impl = router::MakeLocalRouter(config, registry, std::move(state));
+        return cli::ServiceWiring{router::MakeRouterGrpcService(std::move(impl)), nullptr};
+      });
+}

@@ -1,0 +1,45 @@
+#include <chrono>
+#include <filesystem>
+#include <system_error>
+#include <string>
+
+#include "common/cli.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+#include "grpc_usage.h"
+#include "local_usage.h"
+#include "usage_store.h"
+
+int main(int argc, char** argv) {
+  using namespace omniroute;
+  const cli::ServiceInfo info{"usage", "OmniRoute usage service (usage.v1.Usage).", 50054};
+  return cli::RunService(
+      argc, argv, info, [](const cli::ServiceFlags& flags) -> absl::StatusOr<cli::ServiceWiring> {
+        ASSIGN_OR_RETURN(ConfigPtr config,
+                         LoadConfig(flags.config_path, /*generate_secrets=*/false));
+        usage::UsageStorePtr store;
+        if (!config->storage.postgres_url.empty()) {
+          ASSIGN_OR_RETURN(store, usage::MakePostgresUsageStore(config->storage.postgres_url));
+          LogInfo("usage store", {{"kind", "postgres"}});
+        } else {
+          std::error_code ec;
+          const std::filesystem::path dir =
+              std::filesystem::path(config->storage.sqlite_path).parent_path();
+          if (!dir.empty()) {
+            std::filesystem::create_directories(dir, ec);
+          }
+          ASSIGN_OR_RETURN(store, usage::MakeSqliteUsageStore(config->storage.sqlite_path));
+          LogInfo("usage store", {{"kind", "sqlite"}, {"path", config->storage.sqlite_path}});
+        }
+        RETURN_IF_ERROR(store->Migrate());
+        usage::UsagePtr impl = usage::MakeLocalUsage(std::move(store));
+        return cli::ServiceWiring{usage::MakeUsageGrpcService(impl), [impl] {
+                                    const size_t pending = impl->Flush(std::chrono::seconds(10));
+                                    if (pending > 0) {
+                                      LogError("usage records not stored at exit",
+                                               {{"count", std::to_string(pending)}});
+                                    }
+                                  }};
+      });
+}
