@@ -45,6 +45,10 @@ constexpr Format kOpenAi = common::v1::FORMAT_OPENAI_CHAT;
 constexpr size_t kMaxUpstreamBody = 64 * 1024 * 1024;
 constexpr int kMaxAttempts = 10;
 
+// Note for every coroutine here: g++ 12 destroys twice a temporary made by a conditional
+// expression (a ? std::string : "...") inside a co_await statement. Build such values in a
+// statement of their own first.
+
 namespace {
 
 int64_t NowMs() {
@@ -321,16 +325,16 @@ net::awaitable<void> EdgeServer::Impl::Session(tcp::socket socket, Worker& worke
         RequestLog log;
         log.request_id = NewRequestId();
         log.route = "other";
-        co_await Reply(stream, dummy, log, 431,
-                       MakeHttpError(kOpenAi, 431, "Request headers are too large").body);
+        std::string body = MakeHttpError(kOpenAi, 431, "Request headers are too large").body;
+        co_await Reply(stream, dummy, log, 431, std::move(body));
       } else if (ec != http::error::end_of_stream && ec != beast::error::timeout &&
                  ec != net::error::eof && ec != net::error::connection_reset) {
         Request dummy;
         RequestLog log;
         log.request_id = NewRequestId();
         log.route = "other";
-        co_await Reply(stream, dummy, log, 400,
-                       MakeHttpError(kOpenAi, 400, "Malformed HTTP request").body);
+        std::string body = MakeHttpError(kOpenAi, 400, "Malformed HTTP request").body;
+        co_await Reply(stream, dummy, log, 400, std::move(body));
       }
       break;
     }
@@ -488,11 +492,12 @@ net::awaitable<bool> EdgeServer::Impl::Handle(beast::tcp_stream& stream, Worker&
               [&](auto cb) { services.accounts->ResolveClientKey(key, std::move(cb)); });
           if (!resolved.ok()) {
             const bool unknown = resolved.status().code() == absl::StatusCode::kNotFound;
-            alive = co_await ReplyError(
-                stream, req, log, format, unknown ? 401 : 503,
-                unknown ? "Incorrect API key provided."
-                        : absl::StrCat("Cannot check the API key: ", resolved.status().message()),
-                unknown ? "invalid_api_key" : "service_unavailable");
+            std::string message = "Incorrect API key provided.";
+            if (!unknown) {
+              message = absl::StrCat("Cannot check the API key: ", resolved.status().message());
+            }
+            alive = co_await ReplyError(stream, req, log, format, unknown ? 401 : 503, message,
+                                        unknown ? "invalid_api_key" : "service_unavailable");
             goto done;
           }
           if (!services.in_process) {
@@ -738,8 +743,9 @@ net::awaitable<bool> EdgeServer::Impl::Handle(beast::tcp_stream& stream, Worker&
             }
             ubody = std::move(*tout->mutable_body());
           }
-          alive = co_await Reply(stream, req, log, ustatus, std::move(ubody),
-                                 content_type.empty() ? "application/json" : content_type);
+          std::string_view reply_type = "application/json";
+          if (!content_type.empty()) reply_type = content_type;
+          alive = co_await Reply(stream, req, log, ustatus, std::move(ubody), reply_type);
           answered = true;
           break;
         }

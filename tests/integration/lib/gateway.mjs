@@ -183,7 +183,9 @@ export async function startGateway({ mode, config = {}, env = {}, redis = null, 
     await waitFor(`${mode} gateway /readyz on port ${port}`, () => readyz(port),
       { timeoutMs: readyTimeoutMs, intervalMs: 50, check: checkAll });
   } catch (e) {
-    const logs = gw.logs(50);
+    // Every process's log, except one the error already carries.
+    const logs = Object.values(procs).filter((p) => !e.message.includes(`----- ${p.name} (pid ${p.pid})`))
+      .map((p) => p.tail(50)).join('');
     await gw.stop().catch(() => {});
     e.message += `\n${logs}`;
     throw e;

@@ -1,0 +1,174 @@
+#include <unistd.h>
+
+#include <cstdlib>
+#include <pqxx/pqxx>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "usage_store.h"
+
+// Runs against the PostgreSQL named by OMNI_TEST_PG_URL (a libpq URI or key=value string);
+// skipped when it is unset. Each test works in a schema of its own, dropped afterwards.
+namespace omniroute::usage {
+namespace {
+
+v1::UsageRecord MakeRecord(const std::string& id, int64_t ts, const std::string& key) {
+  v1::UsageRecord r;
+  r.set_request_id(id);
+  r.set_timestamp_ms(ts);
+  r.set_client_key_id(key);
+  r.set_provider("anthropic");
+  r.set_connection_id("anthropic:main");
+  r.set_requested_model("cc/claude-sonnet");
+  r.set_upstream_model("claude-sonnet-4");
+  r.set_client_format(common::v1::FORMAT_OPENAI_CHAT);
+  r.set_upstream_format(common::v1::FORMAT_ANTHROPIC);
+  r.set_status(200);
+  r.set_latency_ms(1234);
+  r.set_ttft_ms(321);
+  r.set_input_tokens(100);
+  r.set_output_tokens(20);
+  r.set_cached_tokens(5);
+  r.set_reasoning_tokens(7);
+  r.set_stream(true);
+  r.set_cost_usd(0.000123456789);
+  return r;
+}
+
+class PostgresUsageStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* url = std::getenv("OMNI_TEST_PG_URL");
+    if (url == nullptr || *url == '\0') {
+      GTEST_SKIP() << "OMNI_TEST_PG_URL is not set";
+    }
+    base_url_ = url;
+    schema_ = absl::StrCat("omni_test_", getpid(), "_", counter_++);
+    {
+      pqxx::connection c(base_url_);
+      pqxx::work tx(c);
+      tx.exec0(absl::StrCat("CREATE SCHEMA ", schema_));
+      tx.commit();
+    }
+    const bool uri = base_url_.rfind("postgres", 0) == 0;
+    url_ = uri ? absl::StrCat(base_url_, base_url_.find('?') == std::string::npos ? "?" : "&",
+                              "options=-csearch_path%3D", schema_)
+               : absl::StrCat(base_url_, " options=-csearch_path=", schema_);
+    absl::StatusOr<UsageStorePtr> store = MakePostgresUsageStore(url_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(store).value();
+    ASSERT_TRUE(store_->Migrate().ok());
+  }
+
+  void TearDown() override {
+    store_.reset();
+    if (!schema_.empty()) {
+      pqxx::connection c(base_url_);
+      pqxx::work tx(c);
+      tx.exec0(absl::StrCat("DROP SCHEMA ", schema_, " CASCADE"));
+      tx.commit();
+    }
+  }
+
+  static inline int counter_ = 0;
+  std::string base_url_;
+  std::string schema_;
+  std::string url_;
+  UsageStorePtr store_;
+};
+
+TEST_F(PostgresUsageStoreTest, MigratesOnceAndIsIdempotent) {
+  ASSERT_TRUE(store_->Migrate().ok());
+  pqxx::connection c(url_);
+  pqxx::read_transaction tx(c);
+  EXPECT_EQ(tx.exec1("SELECT COUNT(*) FROM schema_migrations")[0].as<int>(), 1);
+  EXPECT_EQ(tx.exec1("SELECT COUNT(*) FROM pg_indexes WHERE tablename = 'usage_records' "
+                     "AND schemaname = current_schema()")[0]
+                .as<int>(),
+            3);
+}
+
+TEST_F(PostgresUsageStoreTest, WritesRoundTripAndSkipDuplicates) {
+  const v1::UsageRecord r = MakeRecord("req-1", 1000, "key-a");
+  ASSERT_TRUE(store_->Write({r}).ok());
+  v1::UsageRecord changed = r;
+  changed.set_status(500);
+  ASSERT_TRUE(store_->Write({changed, MakeRecord("req-2", 2000, "key-a")}).ok());
+
+  absl::StatusOr<v1::QueryResponse> q = store_->Query(v1::QueryRequest());
+  ASSERT_TRUE(q.ok()) << q.status();
+  ASSERT_EQ(q->records_size(), 2);
+  EXPECT_EQ(q->records(0).request_id(), "req-2");
+  const v1::UsageRecord& got = q->records(1);
+  EXPECT_EQ(got.SerializeAsString(), r.SerializeAsString()) << got.DebugString();
+  EXPECT_EQ(q->total_requests(), 2);
+  EXPECT_EQ(q->total_input_tokens(), 200);
+  EXPECT_EQ(q->total_output_tokens(), 40);
+  EXPECT_DOUBLE_EQ(q->total_cost_usd(), 2 * 0.000123456789);
+}
+
+TEST_F(PostgresUsageStoreTest, QueriesFilterLimitAndTotal) {
+  std::vector<v1::UsageRecord> batch;
+  for (int i = 0; i < 1200; ++i) {
+    batch.push_back(MakeRecord(absl::StrCat("r", i), 10000 + i, i % 2 == 0 ? "even" : "odd"));
+  }
+  ASSERT_TRUE(store_->Write(batch).ok());
+
+  v1::QueryRequest req;
+  absl::StatusOr<v1::QueryResponse> q = store_->Query(req);
+  ASSERT_TRUE(q.ok()) << q.status();
+  EXPECT_EQ(q->records_size(), 100);
+  EXPECT_EQ(q->records(0).request_id(), "r1199");
+  EXPECT_EQ(q->total_requests(), 1200);
+
+  req.set_limit(5000);
+  q = store_->Query(req);
+  ASSERT_TRUE(q.ok()) << q.status();
+  EXPECT_EQ(q->records_size(), 1000);
+
+  req.set_client_key_id("odd");
+  req.set_since_ms(11100);
+  req.set_limit(3);
+  q = store_->Query(req);
+  ASSERT_TRUE(q.ok()) << q.status();
+  ASSERT_EQ(q->records_size(), 3);
+  EXPECT_EQ(q->records(0).request_id(), "r1199");
+  EXPECT_EQ(q->records(1).request_id(), "r1197");
+  EXPECT_EQ(q->total_requests(), 50);
+  EXPECT_EQ(q->total_input_tokens(), 5000);
+}
+
+TEST_F(PostgresUsageStoreTest, ReconnectsAfterTheConnectionBreaks) {
+  ASSERT_TRUE(store_->Write({MakeRecord("a", 1, "k")}).ok());
+  {
+    pqxx::connection c(base_url_);
+    pqxx::work tx(c);
+    tx.exec0(absl::StrCat(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+        "AND query NOT ILIKE '%pg_stat_activity%' AND datname = current_database() "
+        "AND backend_type = 'client backend'"));
+    tx.commit();
+  }
+  // The first call may see the broken connection; the caller retries.
+  absl::Status s = store_->Write({MakeRecord("b", 2, "k")});
+  if (!s.ok()) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+    s = store_->Write({MakeRecord("b", 2, "k")});
+  }
+  EXPECT_TRUE(s.ok()) << s;
+  absl::StatusOr<v1::QueryResponse> q = store_->Query(v1::QueryRequest());
+  ASSERT_TRUE(q.ok()) << q.status();
+  EXPECT_EQ(q->total_requests(), 2);
+}
+
+TEST(PostgresUsageStoreStandaloneTest, UnreachableServerIsAnError) {
+  absl::StatusOr<UsageStorePtr> store =
+      MakePostgresUsageStore("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2");
+  EXPECT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kUnavailable) << store.status();
+}
+
+}  // namespace
+}  // namespace omniroute::usage
