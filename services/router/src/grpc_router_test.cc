@@ -19,7 +19,7 @@ using namespace std::chrono_literals;
 
 class FakeRouter final : public Router {
  public:
-  void Plan(const v1::PlanRequest& request, Callback<v1::Plan> done) override {
+  void Plan(const v1::PlanRequest& request, Callback<v1::RoutePlan> done) override {
     if (request.model() == "unknown/x") {
       done(absl::NotFoundError("unknown model"));
       return;
@@ -30,7 +30,7 @@ class FakeRouter final : public Router {
     if (request.model() == "drop") {
       return;  // the callback is destroyed unanswered
     }
-    v1::Plan plan;
+    v1::RoutePlan plan;
     plan.set_resolved_model(request.model());
     v1::Candidate* c = plan.add_candidates();
     c->set_provider("openai");
@@ -83,13 +83,13 @@ class GrpcRouterTest : public ::testing::Test {
     server_->Shutdown(std::chrono::system_clock::now() + 1s);
   }
 
-  absl::StatusOr<v1::Plan> Plan(const std::string& model) {
+  absl::StatusOr<v1::RoutePlan> Plan(const std::string& model) {
     v1::PlanRequest req;
     req.set_request_id("req-1");
     req.set_model(model);
     req.set_client_format(common::v1::FORMAT_ANTHROPIC);
-    std::promise<absl::StatusOr<v1::Plan>> p;
-    client_->Plan(req, [&](absl::StatusOr<v1::Plan> r) { p.set_value(std::move(r)); });
+    std::promise<absl::StatusOr<v1::RoutePlan>> p;
+    client_->Plan(req, [&](absl::StatusOr<v1::RoutePlan> r) { p.set_value(std::move(r)); });
     return p.get_future().get();
   }
 
@@ -100,7 +100,7 @@ class GrpcRouterTest : public ::testing::Test {
 };
 
 TEST_F(GrpcRouterTest, PlansOverTheWire) {
-  absl::StatusOr<v1::Plan> plan = Plan("openai/gpt-4o");
+  absl::StatusOr<v1::RoutePlan> plan = Plan("openai/gpt-4o");
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_EQ(plan->resolved_model(), "openai/gpt-4o");
   ASSERT_EQ(plan->candidates_size(), 1);
@@ -109,7 +109,7 @@ TEST_F(GrpcRouterTest, PlansOverTheWire) {
 }
 
 TEST_F(GrpcRouterTest, CarriesStatusCodes) {
-  absl::StatusOr<v1::Plan> plan = Plan("unknown/x");
+  absl::StatusOr<v1::RoutePlan> plan = Plan("unknown/x");
   EXPECT_EQ(plan.status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(plan.status().message(), "unknown model");
 }
@@ -143,8 +143,8 @@ TEST(GrpcRouterClientTest, UnreachableServiceIsUnavailable) {
   RouterPtr client = MakeRouterGrpcClient(MakeServiceChannel("127.0.0.1:1"));
   v1::PlanRequest req;
   req.set_model("a/b");
-  std::promise<absl::StatusOr<v1::Plan>> p;
-  client->Plan(req, [&](absl::StatusOr<v1::Plan> r) { p.set_value(std::move(r)); });
+  std::promise<absl::StatusOr<v1::RoutePlan>> p;
+  client->Plan(req, [&](absl::StatusOr<v1::RoutePlan> r) { p.set_value(std::move(r)); });
   EXPECT_EQ(p.get_future().get().status().code(), absl::StatusCode::kUnavailable);
   client->Report(v1::Outcome());  // must not block or crash
 }

@@ -134,7 +134,7 @@ class PostgresUsageStore final : public UsageStore {
   absl::Status Migrate() override {
     return Guard("migrate", [](pqxx::connection& c) {
       pqxx::work tx(c);
-      tx.exec_params0("SELECT pg_advisory_xact_lock($1)", kMigrationLock);
+      tx.exec_params("SELECT pg_advisory_xact_lock($1)", kMigrationLock);
       tx.exec0(
           "CREATE TABLE IF NOT EXISTS schema_migrations ("
           "version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())");

@@ -59,7 +59,8 @@ class PostgresUsageStoreTest : public ::testing::Test {
     absl::StatusOr<UsageStorePtr> store = MakePostgresUsageStore(url_);
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = std::move(store).value();
-    ASSERT_TRUE(store_->Migrate().ok());
+    const absl::Status migrated = store_->Migrate();
+    ASSERT_TRUE(migrated.ok()) << migrated;
   }
 
   void TearDown() override {
@@ -80,7 +81,8 @@ class PostgresUsageStoreTest : public ::testing::Test {
 };
 
 TEST_F(PostgresUsageStoreTest, MigratesOnceAndIsIdempotent) {
-  ASSERT_TRUE(store_->Migrate().ok());
+  const absl::Status again = store_->Migrate();
+  ASSERT_TRUE(again.ok()) << again;
   pqxx::connection c(url_);
   pqxx::read_transaction tx(c);
   EXPECT_EQ(tx.exec1("SELECT COUNT(*) FROM schema_migrations")[0].as<int>(), 1);
