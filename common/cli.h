@@ -1,10 +1,9 @@
 #pragma once
 
-#include <pthread.h>
-#include <signal.h>
-
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/impl/service_type.h>
+#include <pthread.h>
+#include <signal.h>
 
 #include <chrono>
 #include <cstdio>
@@ -95,8 +94,7 @@ inline std::string WithPort(const std::string& address, int port) {
 }
 
 // The usage text of a service binary.
-inline std::string ServiceUsage(std::string_view binary, std::string_view what,
-                                int default_port) {
+inline std::string ServiceUsage(std::string_view binary, std::string_view what, int default_port) {
   return absl::StrCat(
       "Usage: ", AV(binary), " [--config PATH] [--listen HOST:PORT]\n\n", AV(what),
       "\n\n"
@@ -171,13 +169,13 @@ inline int RunService(int argc, char** argv, const ServiceInfo& info,
   try {
     absl::StatusOr<ServiceWiring> wiring = wire(*flags);
     if (!wiring.ok()) {
-      LogError("start-up failed", {{"service", info.name}, {"error", SV(wiring.status().message())}});
+      LogError("start-up failed",
+               {{"service", info.name}, {"error", SV(wiring.status().message())}});
       return 1;
     }
     const std::string address = ListenAddress(*flags, info.default_port);
     int port = 0;
-    std::unique_ptr<grpc::Server> server =
-        StartGrpcServer(address, {wiring->service.get()}, &port);
+    std::unique_ptr<grpc::Server> server = StartGrpcServer(address, {wiring->service.get()}, &port);
     if (server == nullptr || port == 0) {
       LogError("cannot listen", {{"service", info.name}, {"addr", address}});
       return 1;

@@ -175,6 +175,24 @@ HttpError MakeHttpError(Format format, int status, std::string_view message,
   return HttpError{status, json::serialize(root)};
 }
 
+std::string StreamErrorEvent(Format format, int status, std::string_view message,
+                             std::string_view code) {
+  namespace json = boost::json;
+  switch (format) {
+    case common::v1::FORMAT_ANTHROPIC:
+      return "event: error\ndata: " + MakeHttpError(format, status, message).body + "\n\n";
+    case common::v1::FORMAT_OPENAI_RESPONSES: {
+      json::object ev{{"type", "error"},
+                      {"code", code.empty() ? json::value(nullptr) : json::value(code)},
+                      {"message", message},
+                      {"param", nullptr}};
+      return "event: error\ndata: " + json::serialize(ev) + "\n\n";
+    }
+    default:
+      return "data: " + MakeHttpError(format, status, message, code).body + "\n\n";
+  }
+}
+
 int HttpStatusFromStatus(const absl::Status& s) {
   switch (s.code()) {
     case absl::StatusCode::kOk:

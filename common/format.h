@@ -28,6 +28,10 @@ struct HttpError {
 HttpError MakeHttpError(Format format, int status, std::string_view message,
                         std::string_view code = {});
 
+// An error as an SSE event of `format`'s stream, for failures after the stream started.
+std::string StreamErrorEvent(Format format, int status, std::string_view message,
+                             std::string_view code = {});
+
 // Maps an absl status to the HTTP status a client sees.
 int HttpStatusFromStatus(const absl::Status& s);
 

@@ -63,9 +63,8 @@ grpc::ServerUnaryReactor* ServeUnary(grpc::CallbackServerContext* context, Respo
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   auto completion = std::make_shared<UnaryCompletion<Response>>(reactor, response);
   try {
-    start([completion](absl::StatusOr<Response> result) {
-      completion->Complete(std::move(result));
-    });
+    start(
+        [completion](absl::StatusOr<Response> result) { completion->Complete(std::move(result)); });
   } catch (const std::exception& e) {
     completion->Finish(grpc::Status(grpc::StatusCode::INTERNAL, e.what()));
   } catch (...) {

@@ -22,6 +22,15 @@ build="${OMNI_BUILD_DIR:-$root/build}"
 export OMNI_BUILD_DIR="$build"
 jobs="${OMNI_BUILD_JOBS:-2}"
 
+# Runs a command holding the build lock (other builds on a shared machine wait their turn).
+locked() {
+  if command -v flock >/dev/null; then
+    flock "${OMNI_BUILD_LOCK:-/tmp/omni-build.lock}" "$@"
+  else
+    "$@"
+  fi
+}
+
 configure() {
   local args=(-S "$root" -B "$build")
   if [ ! -f "$build/CMakeCache.txt" ]; then
@@ -30,16 +39,11 @@ configure() {
     args+=(-DCMAKE_BUILD_TYPE="$CMAKE_BUILD_TYPE")
   fi
   # An existing build directory keeps its generator and build type unless asked otherwise.
-  cmake "${args[@]}"
+  locked cmake "${args[@]}"
 }
 
 build_all() {
-  # Serialise with other builds on a shared machine.
-  if command -v flock >/dev/null; then
-    flock "${OMNI_BUILD_LOCK:-/tmp/omni-build.lock}" cmake --build "$build" -j"$jobs"
-  else
-    cmake --build "$build" -j"$jobs"
-  fi
+  locked cmake --build "$build" -j"$jobs"
 }
 
 integration() {

@@ -13,8 +13,7 @@ int main(int argc, char** argv) {
   return cli::RunService(
       argc, argv, info, [](const cli::ServiceFlags& flags) -> absl::StatusOr<cli::ServiceWiring> {
         ASSIGN_OR_RETURN(ConfigPtr config, LoadConfig(flags.config_path));
-        ASSIGN_OR_RETURN(std::shared_ptr<const ProviderRegistry> registry,
-                         BuildRegistry(*config));
+        ASSIGN_OR_RETURN(std::shared_ptr<const ProviderRegistry> registry, BuildRegistry(*config));
         accounts::AccountsPtr impl = accounts::MakeLocalAccounts(config, registry);
         return cli::ServiceWiring{accounts::MakeAccountsGrpcService(std::move(impl)), nullptr};
       });

@@ -16,8 +16,7 @@ int main(int argc, char** argv) {
       argc, argv, info, [](const cli::ServiceFlags& flags) -> absl::StatusOr<cli::ServiceWiring> {
         ASSIGN_OR_RETURN(ConfigPtr config,
                          LoadConfig(flags.config_path, /*generate_secrets=*/false));
-        ASSIGN_OR_RETURN(std::shared_ptr<const ProviderRegistry> registry,
-                         BuildRegistry(*config));
+        ASSIGN_OR_RETURN(std::shared_ptr<const ProviderRegistry> registry, BuildRegistry(*config));
         router::StateStorePtr state;
         if (config->redis.url.empty()) {
           state = router::MakeMemoryStateStore();

@@ -6,8 +6,8 @@
 
 int main(int argc, char** argv) {
   using namespace omniroute;
-  const cli::ServiceInfo info{
-      "translator", "OmniRoute translator service (translator.v1.Translator).", 50052};
+  const cli::ServiceInfo info{"translator",
+                              "OmniRoute translator service (translator.v1.Translator).", 50052};
   return cli::RunService(
       argc, argv, info, [](const cli::ServiceFlags& flags) -> absl::StatusOr<cli::ServiceWiring> {
         // The translator needs no settings; loading still validates the file.

@@ -1,7 +1,7 @@
 #include <chrono>
 #include <filesystem>
-#include <system_error>
 #include <string>
+#include <system_error>
 
 #include "common/cli.h"
 #include "common/config.h"
@@ -34,12 +34,12 @@ int main(int argc, char** argv) {
         }
         RETURN_IF_ERROR(store->Migrate());
         usage::UsagePtr impl = usage::MakeLocalUsage(std::move(store));
-        return cli::ServiceWiring{usage::MakeUsageGrpcService(impl), [impl] {
-                                    const size_t pending = impl->Flush(std::chrono::seconds(10));
-                                    if (pending > 0) {
-                                      LogError("usage records not stored at exit",
-                                               {{"count", std::to_string(pending)}});
-                                    }
-                                  }};
+        return cli::ServiceWiring{
+            usage::MakeUsageGrpcService(impl), [impl] {
+              const size_t pending = impl->Flush(std::chrono::seconds(10));
+              if (pending > 0) {
+                LogError("usage records not stored at exit", {{"count", std::to_string(pending)}});
+              }
+            }};
       });
 }

@@ -35,11 +35,15 @@ function gatewayConfig({ mockBaseURL, deadPort }) {
       // Nothing listens there: every request to it fails to connect.
       { id: 'dead', name: 'Unreachable', format: 'openai', base_url: `http://127.0.0.1:${deadPort}/v1`,
         models: ['m'] },
+      // Another, so that one test's cooldown on `dead` does not change the next one's answer.
+      { id: 'dead2', name: 'Unreachable too', format: 'openai', base_url: `http://127.0.0.1:${deadPort}/v1`,
+        models: ['m'] },
     ],
     connections: [
       { provider: 'mock', name: 'acct-a', api_key: 'sk-a', priority: 1 },
       { provider: 'mock', name: 'acct-b', api_key: 'sk-b', priority: 2 },
       { provider: 'dead', name: 'only', api_key: 'sk-dead', priority: 1 },
+      { provider: 'dead2', name: 'only', api_key: 'sk-dead', priority: 1 },
     ],
     api_keys: [{ name: 'integration', key: CLIENT_KEY }],
     resilience: { cooldown: { base_ms: 1000, oauth_base_ms: 1000, max_ms: 5000, max_backoff_steps: 3 } },
@@ -305,7 +309,7 @@ for (const mode of MODES) {
     });
 
     test('unreachable upstream, streamed → 502 before any byte is sent', async () => {
-      const r = await chat({ model: 'dead/m', stream: true, messages: [{ role: 'user', content: 'hi' }] });
+      const r = await chat({ model: 'dead2/m', stream: true, messages: [{ role: 'user', content: 'hi' }] });
       assertOpenAIError(r, 502);
     });
 

@@ -37,25 +37,29 @@ class FakeAccounts final : public Accounts {
 };
 
 TEST(GrpcAccountsTest, ResolvesKeysAndCredentialsOverTheWire) {
-  std::unique_ptr<grpc::Service> service = MakeAccountsGrpcService(std::make_shared<FakeAccounts>());
+  std::unique_ptr<grpc::Service> service =
+      MakeAccountsGrpcService(std::make_shared<FakeAccounts>());
   int port = 0;
   std::unique_ptr<grpc::Server> server = StartGrpcServer("127.0.0.1:0", {service.get()}, &port);
   ASSERT_NE(server, nullptr);
   AccountsPtr client = MakeAccountsGrpcClient(MakeServiceChannel(absl::StrCat("127.0.0.1:", port)));
 
   std::promise<absl::StatusOr<v1::ClientKey>> p1;
-  client->ResolveClientKey("sk-good", [&](absl::StatusOr<v1::ClientKey> r) { p1.set_value(std::move(r)); });
+  client->ResolveClientKey("sk-good",
+                           [&](absl::StatusOr<v1::ClientKey> r) { p1.set_value(std::move(r)); });
   absl::StatusOr<v1::ClientKey> key = p1.get_future().get();
   ASSERT_TRUE(key.ok()) << key.status();
   EXPECT_EQ(key->id(), "key-1");
   EXPECT_EQ(key->cache_ttl_s(), 30);
 
   std::promise<absl::StatusOr<v1::ClientKey>> p2;
-  client->ResolveClientKey("sk-bad", [&](absl::StatusOr<v1::ClientKey> r) { p2.set_value(std::move(r)); });
+  client->ResolveClientKey("sk-bad",
+                           [&](absl::StatusOr<v1::ClientKey> r) { p2.set_value(std::move(r)); });
   EXPECT_EQ(p2.get_future().get().status().code(), absl::StatusCode::kNotFound);
 
   std::promise<absl::StatusOr<v1::Credential>> p3;
-  client->GetCredential("openai:main", [&](absl::StatusOr<v1::Credential> r) { p3.set_value(std::move(r)); });
+  client->GetCredential("openai:main",
+                        [&](absl::StatusOr<v1::Credential> r) { p3.set_value(std::move(r)); });
   absl::StatusOr<v1::Credential> cred = p3.get_future().get();
   ASSERT_TRUE(cred.ok()) << cred.status();
   ASSERT_EQ(cred->headers_size(), 1);

@@ -40,6 +40,39 @@ absl::StatusOr<ChatRequestInfo> ParseChatRequest(std::string_view body) {
   return info;
 }
 
+absl::StatusOr<ChatRequestInfo> ParseGeminiRequest(std::string_view body, std::string model,
+                                                   bool stream) {
+  ChatRequestInfo info;
+  json::error_code ec;
+  json::parse_options opts;
+  opts.max_depth = 256;
+  info.body = json::parse(body, ec, {}, opts);
+  if (ec) return absl::InvalidArgumentError("Invalid JSON payload received.");
+  if (!info.body.is_object()) {
+    return absl::InvalidArgumentError("Invalid JSON payload received: expected an object.");
+  }
+  if (model.empty()) return absl::InvalidArgumentError("The model is missing from the path.");
+  info.model = std::move(model);
+  info.stream = stream;
+  return info;
+}
+
+bool ParseGeminiPath(std::string_view path, std::string* model, std::string* method) {
+  std::string_view rest;
+  if (absl::StartsWith(AV(path), "/v1beta/models/")) {
+    rest = path.substr(15);
+  } else if (absl::StartsWith(AV(path), "/v1/models/")) {
+    rest = path.substr(11);
+  } else {
+    return false;
+  }
+  const size_t colon = rest.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return false;
+  *model = std::string(rest.substr(0, colon));
+  *method = std::string(rest.substr(colon + 1));
+  return true;
+}
+
 std::string RewriteModel(ChatRequestInfo& info, std::string_view upstream_model) {
   json::object& obj = info.body.as_object();
   obj["model"] = upstream_model;

@@ -18,12 +18,21 @@ struct ChatRequestInfo {
   bool stream = false;
 };
 
-// Parses a chat request body. INVALID_ARGUMENT with OpenAI's wording for invalid JSON, a
-// body that is not an object, or a missing/non-string model.
+// Parses a request body of a client API. The model and stream flag come from the body
+// (OpenAI, Anthropic, Responses). INVALID_ARGUMENT for invalid JSON, a body that is not an
+// object, or a missing/non-string model.
 absl::StatusOr<ChatRequestInfo> ParseChatRequest(std::string_view body);
+
+// A Gemini request: the model and the stream flag are in the path.
+absl::StatusOr<ChatRequestInfo> ParseGeminiRequest(std::string_view body, std::string model,
+                                                   bool stream);
 
 // Serialises `info.body` with "model" replaced by `upstream_model`.
 std::string RewriteModel(ChatRequestInfo& info, std::string_view upstream_model);
+
+// A Gemini call path: "/v1beta/models/{model}:{method}" (also "/v1/models/..."). The model
+// may carry our provider prefix ("glm/glm-4.7"). False when `path` is not one.
+bool ParseGeminiPath(std::string_view path, std::string* model, std::string* method);
 
 // Token counts as the provider reported them.
 struct TokenUsage {

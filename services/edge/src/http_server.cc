@@ -135,6 +135,30 @@ struct Worker {
   std::thread thread;
 };
 
+// One client request being served.
+struct Exchange {
+  beast::tcp_stream& stream;
+  Worker& worker;
+  Request& req;
+  RequestLog log;
+  Format format = kOpenAi;  // the client's API: answers and errors take its shape
+  Clock::time_point start = Clock::now();
+  std::string path;  // normalised, without the query (which may carry a key)
+};
+
+// How one upstream attempt ended.
+struct AttemptResult {
+  enum Kind {
+    kAnswered,  // the client got an answer (or went away)
+    kNext,      // failed in a way another candidate may not: try the next one
+    kStop,      // failed in a way no candidate can fix: answer the client with `error`
+  };
+  Kind kind = kNext;
+  bool alive = true;  // kAnswered: whether the client connection can be reused
+  absl::Status error;
+  int status = 502;  // what the client gets when nothing answers
+};
+
 struct EdgeServer::Impl {
   ConfigPtr config;
   EdgeServices services;
@@ -162,7 +186,21 @@ struct EdgeServer::Impl {
   net::awaitable<void> Accept();
   net::awaitable<void> Session(tcp::socket socket, Worker& worker);
   net::awaitable<bool> Handle(beast::tcp_stream& stream, Worker& worker, Request& req);
+  net::awaitable<bool> Route(Exchange& x, const std::string& path);
+  net::awaitable<bool> Admin(Exchange& x, const std::string& path);
+  net::awaitable<bool> Models(Exchange& x, bool gemini_shape);
+  net::awaitable<std::optional<bool>> Authenticate(Exchange& x);
+  net::awaitable<bool> Proxy(Exchange& x, ChatRequestInfo& info);
+  net::awaitable<AttemptResult> Attempt(Exchange& x, ChatRequestInfo& info,
+                                        const router::v1::Candidate& cand, bool last_candidate);
+  net::awaitable<AttemptResult> RelayStream(Exchange& x, UpstreamExchange& ex,
+                                            const router::v1::Candidate& cand,
+                                            const std::string& client_model,
+                                            const std::function<void(int, bool)>& report);
+  absl::StatusOr<UpstreamEndpoint> Endpoint(const std::string& base_url);
+  void Finish(Exchange& x);
 };
+
 
 namespace {
 
@@ -373,537 +411,610 @@ net::awaitable<void> EdgeServer::Impl::Session(tcp::socket socket, Worker& worke
 // Serves one request; returns false when the connection must close.
 net::awaitable<bool> EdgeServer::Impl::Handle(beast::tcp_stream& stream, Worker& worker,
                                               Request& req) {
-  const auto start = Clock::now();
   in_flight++;
   metrics.InFlight(1);
-  RequestLog log;
-  log.request_id = NewRequestId();
-  const std::string path = NormalizePath(req.target());
+  Exchange x{stream, worker, req};
+  x.log.request_id = NewRequestId();
+  x.path = NormalizePath(req.target());
   bool alive = true;
-
-  // Client format of the route (errors are shaped for it).
-  const Format format = kOpenAi;
-
-  // The admin key or nothing: every /api route needs it.
-  auto admin_ok = [&] {
-    std::string_view presented =
-        PresentedKey(Header(req, "authorization"), Header(req, "x-api-key"), {}, {});
-    return !presented.empty() && SecureEquals(presented, config->admin_key);
-  };
-
   try {
-    if (path == "/healthz" || path == "/livez") {
-      log.route = "healthz";
-      alive = co_await Reply(stream, req, log, 200, R"({"status":"ok"})");
-    } else if (path == "/readyz") {
-      log.route = "readyz";
-      const bool ready = !draining && (!services.ready || services.ready());
-      alive = co_await Reply(stream, req, log, ready ? 200 : 503,
-                             ready ? R"({"status":"ready"})"
-                                   : (draining ? R"({"status":"draining"})"
-                                               : R"({"status":"services unavailable"})"));
-    } else if (path == "/metrics") {
-      log.route = "metrics";
-      alive = co_await Reply(stream, req, log, 200, metrics.Serialize(),
-                             "text/plain; version=0.0.4; charset=utf-8");
-    } else if (absl::StartsWith(path, "/api/") || path == "/api") {
-      log.route = "admin";
-      if (!admin_ok()) {
-        alive = co_await ReplyError(stream, req, log, format, 401,
-                                    "Admin credentials required: Authorization: Bearer "
-                                    "<OMNIROUTE_ADMIN_KEY>",
-                                    "unauthorized");
-      } else if (path == "/api/usage/requests" && req.method() == http::verb::get) {
-        usage::v1::QueryRequest q;
-        int limit = 100;
-        if (auto l = QueryParam(req.target(), "limit"); !l.empty()) {
-          (void)absl::SimpleAtoi(AV(l), &limit);
-        }
-        q.set_limit(limit);
-        q.set_client_key_id(std::string(QueryParam(req.target(), "key_id")));
-        auto result = co_await Await<usage::v1::QueryResponse>(
-            false, [&](auto done) { services.usage->Query(q, std::move(done)); });
-        if (!result.ok()) {
-          alive = co_await ReplyError(stream, req, log, format,
-                                      HttpStatusFromStatus(result.status()),
-                                      SV(result.status().message()));
-        } else {
-          json::array data;
-          for (const auto& r : result->records()) {
-            data.push_back(json::object{
-                {"request_id", r.request_id()},
-                {"timestamp_ms", r.timestamp_ms()},
-                {"client_key_id", r.client_key_id()},
-                {"provider", r.provider()},
-                {"connection_id", r.connection_id()},
-                {"requested_model", r.requested_model()},
-                {"upstream_model", r.upstream_model()},
-                {"client_format", FormatName(r.client_format())},
-                {"upstream_format", FormatName(r.upstream_format())},
-                {"status", r.status()},
-                {"error_code", r.error_code()},
-                {"latency_ms", r.latency_ms()},
-                {"ttft_ms", r.ttft_ms()},
-                {"input_tokens", r.input_tokens()},
-                {"output_tokens", r.output_tokens()},
-                {"cached_tokens", r.cached_tokens()},
-                {"reasoning_tokens", r.reasoning_tokens()},
-                {"stream", r.stream()},
-                {"cost_usd", r.cost_usd()}});
-          }
-          json::object body{{"data", std::move(data)},
-                            {"total_requests", result->total_requests()},
-                            {"total_input_tokens", result->total_input_tokens()},
-                            {"total_output_tokens", result->total_output_tokens()},
-                            {"total_cost_usd", result->total_cost_usd()}};
-          alive = co_await Reply(stream, req, log, 200, json::serialize(body));
-        }
-      } else {
-        alive = co_await ReplyError(stream, req, log, format, 404,
-                                    absl::StrCat("Unknown admin route ", path), "not_found");
-      }
-    } else if (path == "/v1/chat/completions" || path == "/v1/models") {
-      log.route = path == "/v1/models" ? "models" : "chat_completions";
-      const bool is_chat = path == "/v1/chat/completions";
-      if (is_chat ? req.method() != http::verb::post : req.method() != http::verb::get) {
-        alive = co_await ReplyError(stream, req, log, format, 405,
-                                    absl::StrCat("Method ", AV(req.method_string()),
-                                                 " is not allowed on ", path),
-                                    "method_not_allowed");
-        goto done;
-      }
-      // Client key.
-      if (config->server.require_api_key) {
-        std::string key(PresentedKey(Header(req, "authorization"), Header(req, "x-api-key"),
-                                     Header(req, "x-goog-api-key"), req.target()));
-        if (key.empty()) {
-          alive = co_await ReplyError(
-              stream, req, log, format, 401,
-              "You didn't provide an API key. You need to provide your API key in an "
-              "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-              "missing_api_key");
-          goto done;
-        }
-        std::optional<accounts::v1::ClientKey> cached;
-        if (!services.in_process) cached = key_cache.Get(key);
-        if (!cached) {
-          auto resolved = co_await Await<accounts::v1::ClientKey>(
-              services.in_process,
-              [&](auto cb) { services.accounts->ResolveClientKey(key, std::move(cb)); });
-          if (!resolved.ok()) {
-            const bool unknown = resolved.status().code() == absl::StatusCode::kNotFound;
-            std::string message = "Incorrect API key provided.";
-            if (!unknown) {
-              message = absl::StrCat("Cannot check the API key: ", resolved.status().message());
-            }
-            alive = co_await ReplyError(stream, req, log, format, unknown ? 401 : 503, message,
-                                        unknown ? "invalid_api_key" : "service_unavailable");
-            goto done;
-          }
-          if (!services.in_process) {
-            key_cache.Put(key, *resolved,
-                          std::chrono::seconds(std::max(1, resolved->cache_ttl_s())));
-          }
-          cached = std::move(resolved).value();
-        }
-        log.client_key_id = cached->id();
-      }
-      if (!is_chat) {
-        auto models = co_await Await<router::v1::ListModelsResponse>(
-            services.in_process, [&](auto cb) { services.router->ListModels(std::move(cb)); });
-        if (!models.ok()) {
-          HttpError err = ToHttpError(format, models.status());
-          alive = co_await Reply(stream, req, log, err.status, std::move(err.body));
-          goto done;
-        }
-        json::array data;
-        for (const auto& m : models->models()) {
-          data.push_back(json::object{
-              {"id", m.id()}, {"object", "model"}, {"created", 0}, {"owned_by", m.owned_by()}});
-        }
-        std::string body =
-            json::serialize(json::object{{"object", "list"}, {"data", std::move(data)}});
-        alive = co_await Reply(stream, req, log, 200, std::move(body));
-        goto done;
-      }
-
-      // Chat completions.
-      auto parsed = ParseChatRequest(req.body());
-      if (!parsed.ok()) {
-        alive = co_await ReplyError(stream, req, log, format, 400, SV(parsed.status().message()),
-                                    "invalid_request_error");
-        goto done;
-      }
-      ChatRequestInfo info = std::move(parsed).value();
-      log.requested_model = info.model;
-      log.stream = info.stream;
-      log.record_usage = true;
-
-      router::v1::PlanRequest plan_req;
-      plan_req.set_request_id(log.request_id);
-      plan_req.set_model(info.model);
-      plan_req.set_client_key_id(log.client_key_id);
-      plan_req.set_client_format(format);
-      plan_req.set_stream(info.stream);
-      std::string_view session = Header(req, "x-session-id");
-      if (session.empty()) session = Header(req, "x_session_id");
-      plan_req.set_session_id(std::string(session));
-      auto plan = co_await Await<router::v1::RoutePlan>(
-          services.in_process, [&](auto cb) { services.router->Plan(plan_req, std::move(cb)); });
-      if (!plan.ok()) {
-        const int status = HttpStatusFromStatus(plan.status());
-        alive = co_await ReplyError(stream, req, log, format, status, SV(plan.status().message()),
-                                    status == 404 ? "model_not_found" : "invalid_request_error");
-        goto done;
-      }
-      if (plan->candidates_size() == 0) {
-        const int64_t secs = std::max<int64_t>(1, (plan->retry_after_ms() + 999) / 1000);
-        HttpError err = MakeHttpError(
-            format, 503,
-            absl::StrCat("Every account for '", info.model, "' is cooling down; retry in ", secs,
-                         " s"),
-            "all_accounts_cooling_down");
-        log.error_code = "all_accounts_cooling_down";
-        alive = co_await Reply(stream, req, log, err.status, std::move(err.body),
-                               "application/json", "retry-after", std::to_string(secs));
-        goto done;
-      }
-
-      // Try the candidates in order until one answers.
-      absl::Status last_error = absl::UnavailableError("no upstream was tried");
-      int last_status = 502;
-      bool answered = false;
-      const int attempts = std::min(plan->candidates_size(), kMaxAttempts);
-      for (int i = 0; i < attempts && !answered; ++i) {
-        const router::v1::Candidate& cand = plan->candidates(i);
-        const bool last_candidate = i + 1 == attempts;
-        log.provider = cand.provider();
-        log.connection_id = cand.connection_id();
-        log.upstream_model = cand.upstream_model();
-        log.upstream_format = cand.format();
-        const auto attempt_start = Clock::now();
-        router::v1::Outcome outcome;
-        outcome.set_request_id(log.request_id);
-        *outcome.mutable_candidate() = cand;
-        auto report = [&](int status, bool network, int64_t retry_ms) {
-          outcome.set_http_status(status);
-          outcome.set_network_error(network);
-          outcome.set_retry_after_ms(retry_ms);
-          outcome.set_latency_ms(static_cast<int64_t>(SecondsSince(attempt_start) * 1000));
-          outcome.set_ttft_ms(log.ttft_ms);
-          services.router->Report(outcome);
-          metrics.Upstream(cand.provider(), status, SecondsSince(attempt_start));
-        };
-
-        // Credential.
-        std::optional<accounts::v1::Credential> cred;
-        if (!services.in_process) cred = credential_cache.Get(cand.connection_id());
-        if (!cred) {
-          auto got = co_await Await<accounts::v1::Credential>(
-              services.in_process, [&](auto cb) {
-                services.accounts->GetCredential(cand.connection_id(), std::move(cb));
-              });
-          if (!got.ok()) {
-            last_error = got.status();
-            last_status = 502;
-            continue;
-          }
-          if (!services.in_process) {
-            credential_cache.Put(cand.connection_id(), *got, std::chrono::seconds(30));
-          }
-          cred = std::move(got).value();
-        }
-
-        // Body and path in the provider's format.
-        std::string upstream_body;
-        std::string upstream_path;
-        const bool same_format = cand.format() == format;
-        if (same_format) {
-          upstream_body = RewriteModel(info, cand.upstream_model());
-          upstream_path = UpstreamPath(cand.format(), cand.upstream_model(), info.stream);
-        } else {
-          translator::v1::TranslateRequestIn tin;
-          tin.set_from(format);
-          tin.set_to(cand.format());
-          tin.set_body(req.body());
-          tin.set_upstream_model(cand.upstream_model());
-          tin.set_stream(info.stream);
-          auto tout = co_await Await<translator::v1::TranslateRequestOut>(
-              services.in_process,
-              [&](auto cb) { services.translator->TranslateRequest(tin, std::move(cb)); });
-          if (!tout.ok()) {
-            last_error = tout.status();
-            last_status = HttpStatusFromStatus(tout.status());
-            if (tout.status().code() == absl::StatusCode::kInvalidArgument) break;
-            continue;
-          }
-          upstream_body = std::move(*tout->mutable_body());
-          upstream_path = tout->path();
-        }
-
-        // Endpoint (parsed once per base URL).
-        UpstreamEndpoint endpoint;
-        {
-          std::lock_guard<std::mutex> lock(endpoints_mu);
-          auto it = endpoints.find(cand.base_url());
-          if (it == endpoints.end()) {
-            auto ep = ParseBaseUrl(cand.base_url());
-            if (!ep.ok()) {
-              last_error = ep.status();
-              continue;
-            }
-            it = endpoints.emplace(cand.base_url(), std::move(ep).value()).first;
-          }
-          endpoint = it->second;
-        }
-
-        Request up{http::verb::post, endpoint.base_path + upstream_path, 11};
-        up.set(http::field::content_type, "application/json");
-        up.set(http::field::accept, info.stream ? "text/event-stream" : "application/json");
-        up.set(http::field::accept_encoding, "identity");
-        up.set(http::field::user_agent, "omniroute/1.0");
-        up.set("x-request-id", log.request_id);
-        for (const auto& h : cred->headers()) up.set(h.name(), h.value());
-        up.body() = std::move(upstream_body);
-
-        auto sent = co_await worker.pool->Send(endpoint, up);
-        if (!sent.ok()) {
-          report(0, true, 0);
-          last_error = sent.status();
-          last_status = 502;
-          if (!last_candidate) metrics.Fallback(cand.provider());
-          continue;
-        }
-        std::unique_ptr<UpstreamExchange> ex = std::move(sent).value();
-        const int ustatus = ex->status();
-
-        if (ustatus < 200 || ustatus >= 300) {
-          std::string ubody;
-          auto read = co_await ex->ReadAll(ubody, 1024 * 1024);
-          const std::string retry_after(
-              ex->headers()[http::field::retry_after]);
-          const int64_t hint = RetryHintMs(
-              retry_after, std::string_view(ex->headers()["x-ratelimit-reset"]), NowMs());
-          report(ustatus, false, hint);
-          if (Retryable(ustatus) && !last_candidate) {
-            metrics.Fallback(cand.provider());
-            last_status = ustatus;
-            continue;
-          }
-          // Pass the provider's own error through when the client speaks its format.
-          log.error_code = std::to_string(ustatus);
-          std::string body;
-          if (same_format && read.ok() && !ubody.empty() && ubody.front() == '{') {
-            body = std::move(ubody);
-          } else {
-            std::string msg = absl::StrCat("Upstream ", cand.provider(), " answered HTTP ",
-                                           ustatus);
-            body = MakeHttpError(format, ustatus, msg, ErrorCodeFor(ustatus)).body;
-          }
-          if (retry_after.empty()) {
-            alive = co_await Reply(stream, req, log, ustatus, std::move(body));
-          } else {
-            alive = co_await Reply(stream, req, log, ustatus, std::move(body),
-                                   "application/json", "retry-after", retry_after);
-          }
-          answered = true;
-          break;
-        }
-
-        const std::string content_type(ex->headers()[http::field::content_type]);
-        const bool sse = ContainsIgnoreCase(content_type, "text/event-stream");
-        if (!sse) {
-          std::string ubody;
-          auto read = co_await ex->ReadAll(ubody, kMaxUpstreamBody);
-          if (!read.ok()) {
-            report(0, true, 0);
-            last_error = read;
-            last_status = 502;
-            continue;
-          }
-          log.ttft_ms = static_cast<int64_t>(SecondsSince(start) * 1000);
-          report(ustatus, false, 0);
-          ExtractUsage(cand.format(), ubody, &log.tokens);
-          if (!same_format) {
-            translator::v1::TranslateResponseIn tin;
-            tin.set_from(cand.format());
-            tin.set_to(format);
-            tin.set_body(std::move(ubody));
-            tin.set_model(info.model);
-            auto tout = co_await Await<translator::v1::TranslateResponseOut>(
-                services.in_process,
-                [&](auto cb) { services.translator->TranslateResponse(tin, std::move(cb)); });
-            if (!tout.ok()) {
-              alive = co_await ReplyError(stream, req, log, format, 502,
-                                          absl::StrCat("Cannot translate the provider's answer: ",
-                                                       tout.status().message()),
-                                          "translation_failed");
-              answered = true;
-              break;
-            }
-            ubody = std::move(*tout->mutable_body());
-          }
-          std::string_view reply_type = "application/json";
-          if (!content_type.empty()) reply_type = content_type;
-          alive = co_await Reply(stream, req, log, ustatus, std::move(ubody), reply_type);
-          answered = true;
-          break;
-        }
-
-        // A stream: wait for its first bytes before answering, so a stream that dies early
-        // can still fail over.
-        translator::StreamTranslationPtr translation;
-        if (!same_format) {
-          translation = services.translator->OpenStream(cand.format(), format, info.model);
-          if (!translation) {
-            report(ustatus, false, 0);
-            last_error = absl::UnimplementedError(absl::StrCat(
-                "streams from ", AV(FormatName(cand.format())), " to ", AV(FormatName(format)),
-                " cannot be translated"));
-            last_status = 501;
-            continue;
-          }
-        }
-        std::string piece;
-        bool more = true;
-        absl::Status read_status;
-        while (piece.empty() && more) {
-          auto r = co_await ex->ReadSome(piece);
-          if (!r.ok()) {
-            read_status = r.status();
-            break;
-          }
-          more = *r;
-        }
-        if (!read_status.ok() || piece.empty()) {
-          report(0, true, 0);
-          last_error = read_status.ok() ? absl::UnavailableError("upstream stream ended empty")
-                                        : read_status;
-          last_status = 502;
-          if (!last_candidate) metrics.Fallback(cand.provider());
-          continue;
-        }
-        log.ttft_ms = static_cast<int64_t>(SecondsSince(start) * 1000);
-        answered = true;
-
-        http::response<http::empty_body> res{http::status::ok, req.version()};
-        res.set(http::field::content_type, "text/event-stream");
-        res.set(http::field::cache_control, "no-cache");
-        res.set("x-request-id", log.request_id);
-        res.keep_alive(req.keep_alive());
-        res.chunked(true);
-        http::response_serializer<http::empty_body> sr{res};
-        log.status = 200;
-        auto [hec, hn] = co_await http::async_write_header(stream, sr, kAwait);
-        if (hec) {
-          alive = false;
-          log.status = 499;
-          report(ustatus, false, 0);
-          break;
-        }
-        SseParser sse_parser;
-        bool client_gone = false;
-        absl::Status stream_error;
-        std::string out;
-        while (true) {
-          // Usage travels in the provider's events.
-          (void)sse_parser.Feed(piece, [&](const SseEvent& ev) {
-            if (absl::StrContains(AV(ev.data), "sage")) {
-              ExtractUsage(cand.format(), ev.data, &log.tokens);
-            }
-          });
-          std::string_view chunk = piece;
-          if (translation) {
-            auto t = co_await Await<std::string>(services.in_process, [&](auto cb) {
-              translation->Push(std::move(piece), !more, std::move(cb));
-            });
-            if (!t.ok()) {
-              stream_error = t.status();
-              break;
-            }
-            out = std::move(t).value();
-            chunk = out;
-          }
-          if (!chunk.empty()) {
-            auto [wec, wn] =
-                co_await net::async_write(stream, http::make_chunk(net::buffer(chunk)), kAwait);
-            if (wec) {
-              client_gone = true;
-              break;
-            }
-          }
-          if (!more) break;
-          piece.clear();
-          auto r = co_await ex->ReadSome(piece);
-          if (!r.ok()) {
-            stream_error = r.status();
-            break;
-          }
-          more = *r;
-        }
-        report(stream_error.ok() ? ustatus : 0, !stream_error.ok(), 0);
-        if (client_gone) {
-          log.status = 499;
-          alive = false;
-          break;
-        }
-        if (!stream_error.ok()) {
-          // Bytes already reached the client: the error goes in-stream.
-          log.status = 502;
-          log.error_code = "stream_interrupted";
-          HttpError err = MakeHttpError(
-              format, 502, absl::StrCat("Upstream stream interrupted: ", stream_error.message()),
-              "stream_interrupted");
-          std::string event = absl::StrCat("data: ", err.body, "\n\n");
-          auto [wec, wn] =
-              co_await net::async_write(stream, http::make_chunk(net::buffer(event)), kAwait);
-          if (wec) {
-            alive = false;
-            break;
-          }
-        }
-        auto [lec, ln] = co_await net::async_write(stream, http::make_chunk_last(), kAwait);
-        if (lec) alive = false;
-        break;
-      }
-      if (!answered) {
-        const int status = last_status == 0 ? 502 : last_status;
-        std::string msg =
-            status == 502 ? absl::StrCat("Upstream unreachable: ", last_error.message())
-                          : std::string(last_error.message());
-        if (last_status == 429 || last_status >= 500) {
-          msg = absl::StrCat("Every account for '", info.model, "' failed; last: HTTP ",
-                             last_status, " ", last_error.message());
-        }
-        alive = co_await ReplyError(stream, req, log, format, status, msg,
-                                    status == 502 ? "upstream_unreachable" : "");
-      }
-    } else {
-      log.route = "other";
-      alive = co_await ReplyError(stream, req, log, format, 404,
-                                  absl::StrCat("Unknown route: ",
-                                               AV(req.method_string()), " ", path),
-                                  "unknown_url");
-    }
+    alive = co_await Route(x, x.path);
   } catch (const std::exception& e) {
-    // A bug: answer 500 (when nothing was sent yet) and keep serving.
-    LogError("request handler failed", {{"request_id", log.request_id}, {"error", e.what()}});
-    if (log.status == 0) {
-      log.route = log.route.empty() ? "other" : log.route;
-      HttpError err = MakeHttpError(format, 500, "Internal error", "internal_error");
+    // A bug: answer 500 when nothing was sent yet, and keep serving other connections.
+    LogError("request handler failed", {{"request_id", x.log.request_id}, {"error", e.what()}});
+    if (x.log.status == 0) {
+      HttpError err = MakeHttpError(x.format, 500, "Internal error", "internal_error");
       http::response<http::string_body> res{http::status::internal_server_error, req.version()};
       res.set(http::field::content_type, "application/json");
-      res.set("x-request-id", log.request_id);
+      res.set("x-request-id", x.log.request_id);
+      res.keep_alive(false);
       res.body() = err.body;
       res.prepare_payload();
-      log.status = 500;
+      x.log.status = 500;
       beast::error_code ec;
+      stream.expires_after(std::chrono::seconds(5));
       http::write(stream, res, ec);
     }
     alive = false;
   }
-done:
-  const double seconds = SecondsSince(start);
+  if (x.log.route.empty()) x.log.route = "other";
+  Finish(x);
+  metrics.InFlight(-1);
+  in_flight--;
+  co_return alive;
+}
+
+net::awaitable<bool> EdgeServer::Impl::Route(Exchange& x, const std::string& path) {
+  Request& req = x.req;
+  RequestLog& log = x.log;
+  if (path == "/healthz" || path == "/livez") {
+    log.route = "healthz";
+    co_return co_await Reply(x.stream, req, log, 200, R"({"status":"ok"})");
+  }
+  if (path == "/readyz") {
+    log.route = "readyz";
+    const bool ready = !draining && (!services.ready || services.ready());
+    const char* body = R"({"status":"ready"})";
+    if (!ready) {
+      body = draining ? R"({"status":"draining"})" : R"({"status":"services unavailable"})";
+    }
+    co_return co_await Reply(x.stream, req, log, ready ? 200 : 503, body);
+  }
+  if (path == "/metrics") {
+    log.route = "metrics";
+    co_return co_await Reply(x.stream, req, log, 200, metrics.Serialize(),
+                             "text/plain; version=0.0.4; charset=utf-8");
+  }
+  if (absl::StartsWith(path, "/api/") || path == "/api") {
+    log.route = "admin";
+    co_return co_await Admin(x, path);
+  }
+
+  // The client APIs.
+  std::string gemini_model;
+  std::string gemini_method;
+  bool models = false;
+  bool count_tokens = false;
+  if (path == "/v1/chat/completions") {
+    log.route = "chat_completions";
+  } else if (path == "/v1/responses") {
+    log.route = "responses";
+    x.format = common::v1::FORMAT_OPENAI_RESPONSES;
+  } else if (path == "/v1/messages") {
+    log.route = "messages";
+    x.format = common::v1::FORMAT_ANTHROPIC;
+  } else if (path == "/v1/messages/count_tokens") {
+    log.route = "count_tokens";
+    x.format = common::v1::FORMAT_ANTHROPIC;
+    count_tokens = true;
+  } else if (path == "/v1/models") {
+    log.route = "models";
+    models = true;
+  } else if (path == "/v1beta/models") {
+    log.route = "models";
+    x.format = common::v1::FORMAT_GEMINI;
+    models = true;
+  } else if (ParseGeminiPath(path, &gemini_model, &gemini_method)) {
+    log.route = "gemini";
+    x.format = common::v1::FORMAT_GEMINI;
+    if (gemini_method != "generateContent" && gemini_method != "streamGenerateContent") {
+      co_return co_await ReplyError(x.stream, req, log, x.format, 404,
+                                    absl::StrCat("Method '", gemini_method, "' is not supported"),
+                                    "not_found");
+    }
+  } else {
+    log.route = "other";
+    const std::string message =
+        absl::StrCat("Unknown route: ", AV(req.method_string()), " ", path);
+    co_return co_await ReplyError(x.stream, req, log, x.format, 404, message, "unknown_url");
+  }
+  const http::verb wanted = models ? http::verb::get : http::verb::post;
+  if (req.method() != wanted) {
+    const std::string message = absl::StrCat("Method ", AV(req.method_string()),
+                                             " is not allowed on ", path);
+    co_return co_await ReplyError(x.stream, req, log, x.format, 405, message,
+                                  "method_not_allowed");
+  }
+  if (auto refused = co_await Authenticate(x)) co_return *refused;
+  if (models) co_return co_await Models(x, x.format == common::v1::FORMAT_GEMINI);
+
+  absl::StatusOr<ChatRequestInfo> parsed =
+      x.format == common::v1::FORMAT_GEMINI
+          ? ParseGeminiRequest(req.body(), gemini_model, gemini_method == "streamGenerateContent")
+          : ParseChatRequest(req.body());
+  if (!parsed.ok()) {
+    co_return co_await ReplyError(x.stream, req, log, x.format, 400,
+                                  SV(parsed.status().message()), "invalid_request_error");
+  }
+  if (count_tokens) {
+    // An estimate (about four bytes a token), as no provider call is made.
+    const size_t tokens = (req.body().size() + 3) / 4;
+    co_return co_await Reply(x.stream, req, log, 200,
+                             absl::StrCat("{\"input_tokens\":", tokens, "}"));
+  }
+  co_return co_await Proxy(x, *parsed);
+}
+
+// nullopt when the request may go on; otherwise the client was answered (value: keep-alive).
+net::awaitable<std::optional<bool>> EdgeServer::Impl::Authenticate(Exchange& x) {
+  if (!config->server.require_api_key) co_return std::nullopt;
+  const std::string key(PresentedKey(Header(x.req, "authorization"), Header(x.req, "x-api-key"),
+                                     Header(x.req, "x-goog-api-key"), x.req.target()));
+  if (key.empty()) {
+    co_return co_await ReplyError(
+        x.stream, x.req, x.log, x.format, 401,
+        "You didn't provide an API key. You need to provide your API key in an Authorization "
+        "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or in x-api-key.",
+        "missing_api_key");
+  }
+  std::optional<accounts::v1::ClientKey> cached;
+  if (!services.in_process) cached = key_cache.Get(key);
+  if (!cached) {
+    auto resolved = co_await Await<accounts::v1::ClientKey>(
+        services.in_process,
+        [&](auto cb) { services.accounts->ResolveClientKey(key, std::move(cb)); });
+    if (!resolved.ok()) {
+      const bool unknown = resolved.status().code() == absl::StatusCode::kNotFound;
+      std::string message = "Incorrect API key provided.";
+      if (!unknown) {
+        message = absl::StrCat("Cannot check the API key: ", resolved.status().message());
+      }
+      co_return co_await ReplyError(x.stream, x.req, x.log, x.format, unknown ? 401 : 503,
+                                    message, unknown ? "invalid_api_key" : "service_unavailable");
+    }
+    if (!services.in_process) {
+      key_cache.Put(key, *resolved, std::chrono::seconds(std::max(1, resolved->cache_ttl_s())));
+    }
+    cached = std::move(resolved).value();
+  }
+  x.log.client_key_id = cached->id();
+  co_return std::nullopt;
+}
+
+net::awaitable<bool> EdgeServer::Impl::Models(Exchange& x, bool gemini_shape) {
+  auto models = co_await Await<router::v1::ListModelsResponse>(
+      services.in_process, [&](auto cb) { services.router->ListModels(std::move(cb)); });
+  if (!models.ok()) {
+    HttpError err = ToHttpError(x.format, models.status());
+    co_return co_await Reply(x.stream, x.req, x.log, err.status, std::move(err.body));
+  }
+  json::object root;
+  if (gemini_shape) {
+    json::array list;
+    for (const auto& m : models->models()) {
+      list.push_back(json::object{
+          {"name", absl::StrCat("models/", m.id())},
+          {"displayName", m.id()},
+          {"supportedGenerationMethods",
+           json::array{"generateContent", "streamGenerateContent", "countTokens"}}});
+    }
+    root["models"] = std::move(list);
+  } else {
+    json::array data;
+    for (const auto& m : models->models()) {
+      data.push_back(json::object{
+          {"id", m.id()}, {"object", "model"}, {"created", 0}, {"owned_by", m.owned_by()}});
+    }
+    root["object"] = "list";
+    root["data"] = std::move(data);
+  }
+  std::string body = json::serialize(root);
+  co_return co_await Reply(x.stream, x.req, x.log, 200, std::move(body));
+}
+
+net::awaitable<bool> EdgeServer::Impl::Admin(Exchange& x, const std::string& path) {
+  const std::string_view presented =
+      PresentedKey(Header(x.req, "authorization"), Header(x.req, "x-api-key"), {}, {});
+  if (presented.empty() || !SecureEquals(presented, config->admin_key)) {
+    co_return co_await ReplyError(
+        x.stream, x.req, x.log, x.format, 401,
+        "Admin credentials required: Authorization: Bearer <OMNIROUTE_ADMIN_KEY>",
+        "unauthorized");
+  }
+  if (path != "/api/usage/requests" || x.req.method() != http::verb::get) {
+    const std::string message = absl::StrCat("Unknown admin route ", path);
+    co_return co_await ReplyError(x.stream, x.req, x.log, x.format, 404, message, "not_found");
+  }
+  usage::v1::QueryRequest q;
+  int limit = 100;
+  if (auto l = QueryParam(x.req.target(), "limit"); !l.empty()) {
+    (void)absl::SimpleAtoi(AV(l), &limit);
+  }
+  q.set_limit(limit);
+  q.set_client_key_id(std::string(QueryParam(x.req.target(), "key_id")));
+  auto result = co_await Await<usage::v1::QueryResponse>(
+      false, [&](auto done) { services.usage->Query(q, std::move(done)); });
+  if (!result.ok()) {
+    co_return co_await ReplyError(x.stream, x.req, x.log, x.format,
+                                  HttpStatusFromStatus(result.status()),
+                                  SV(result.status().message()));
+  }
+  json::array data;
+  for (const auto& r : result->records()) {
+    data.push_back(json::object{{"request_id", r.request_id()},
+                                {"timestamp_ms", r.timestamp_ms()},
+                                {"client_key_id", r.client_key_id()},
+                                {"provider", r.provider()},
+                                {"connection_id", r.connection_id()},
+                                {"requested_model", r.requested_model()},
+                                {"upstream_model", r.upstream_model()},
+                                {"client_format", FormatName(r.client_format())},
+                                {"upstream_format", FormatName(r.upstream_format())},
+                                {"status", r.status()},
+                                {"error_code", r.error_code()},
+                                {"latency_ms", r.latency_ms()},
+                                {"ttft_ms", r.ttft_ms()},
+                                {"input_tokens", r.input_tokens()},
+                                {"output_tokens", r.output_tokens()},
+                                {"cached_tokens", r.cached_tokens()},
+                                {"reasoning_tokens", r.reasoning_tokens()},
+                                {"stream", r.stream()},
+                                {"cost_usd", r.cost_usd()}});
+  }
+  json::object root{{"data", std::move(data)},
+                    {"total_requests", result->total_requests()},
+                    {"total_input_tokens", result->total_input_tokens()},
+                    {"total_output_tokens", result->total_output_tokens()},
+                    {"total_cost_usd", result->total_cost_usd()}};
+  std::string body = json::serialize(root);
+  co_return co_await Reply(x.stream, x.req, x.log, 200, std::move(body));
+}
+
+absl::StatusOr<UpstreamEndpoint> EdgeServer::Impl::Endpoint(const std::string& base_url) {
+  std::lock_guard<std::mutex> lock(endpoints_mu);
+  auto it = endpoints.find(base_url);
+  if (it == endpoints.end()) {
+    auto ep = ParseBaseUrl(base_url);
+    if (!ep.ok()) return ep.status();
+    it = endpoints.emplace(base_url, std::move(ep).value()).first;
+  }
+  return it->second;
+}
+
+net::awaitable<bool> EdgeServer::Impl::Proxy(Exchange& x, ChatRequestInfo& info) {
+  RequestLog& log = x.log;
+  log.requested_model = info.model;
+  log.stream = info.stream;
+  log.record_usage = true;
+
+  router::v1::PlanRequest plan_req;
+  plan_req.set_request_id(log.request_id);
+  plan_req.set_model(info.model);
+  plan_req.set_client_key_id(log.client_key_id);
+  plan_req.set_client_format(x.format);
+  plan_req.set_stream(info.stream);
+  std::string_view session = Header(x.req, "x-session-id");
+  if (session.empty()) session = Header(x.req, "x_session_id");
+  plan_req.set_session_id(std::string(session));
+  auto plan = co_await Await<router::v1::RoutePlan>(
+      services.in_process, [&](auto cb) { services.router->Plan(plan_req, std::move(cb)); });
+  if (!plan.ok()) {
+    const int status = HttpStatusFromStatus(plan.status());
+    const char* code = status == 404 ? "model_not_found" : "invalid_request_error";
+    co_return co_await ReplyError(x.stream, x.req, log, x.format, status,
+                                  SV(plan.status().message()), code);
+  }
+  if (plan->candidates_size() == 0) {
+    const int64_t secs = std::max<int64_t>(1, (plan->retry_after_ms() + 999) / 1000);
+    HttpError err = MakeHttpError(x.format, 503,
+                                  absl::StrCat("Every account for '", info.model,
+                                               "' is cooling down; retry in ", secs, " s"),
+                                  "all_accounts_cooling_down");
+    log.error_code = "all_accounts_cooling_down";
+    co_return co_await Reply(x.stream, x.req, log, err.status, std::move(err.body),
+                             "application/json", "retry-after", std::to_string(secs));
+  }
+
+  // Try the candidates in order until one answers.
+  AttemptResult result;
+  result.error = absl::UnavailableError("no upstream was tried");
+  const int attempts = std::min(plan->candidates_size(), kMaxAttempts);
+  for (int i = 0; i < attempts; ++i) {
+    const bool last_candidate = i + 1 == attempts;
+    result = co_await Attempt(x, info, plan->candidates(i), last_candidate);
+    if (result.kind == AttemptResult::kAnswered) co_return result.alive;
+    if (result.kind == AttemptResult::kStop) break;
+    if (!last_candidate) metrics.Fallback(plan->candidates(i).provider());
+  }
+  const int status = result.status == 0 ? 502 : result.status;
+  std::string message;
+  const char* code = "";
+  if (status == 502) {
+    message = absl::StrCat("Upstream unreachable: ", result.error.message());
+    code = "upstream_unreachable";
+  } else {
+    message = std::string(result.error.message());
+  }
+  co_return co_await ReplyError(x.stream, x.req, log, x.format, status, message, code);
+}
+
+net::awaitable<AttemptResult> EdgeServer::Impl::Attempt(Exchange& x, ChatRequestInfo& info,
+                                                        const router::v1::Candidate& cand,
+                                                        bool last_candidate) {
+  RequestLog& log = x.log;
+  log.provider = cand.provider();
+  log.connection_id = cand.connection_id();
+  log.upstream_model = cand.upstream_model();
+  log.upstream_format = cand.format();
+  const auto attempt_start = Clock::now();
+  auto report = [&](int status, bool network, int64_t retry_ms) {
+    router::v1::Outcome outcome;
+    outcome.set_request_id(log.request_id);
+    *outcome.mutable_candidate() = cand;
+    outcome.set_http_status(status);
+    outcome.set_network_error(network);
+    outcome.set_retry_after_ms(retry_ms);
+    outcome.set_latency_ms(static_cast<int64_t>(SecondsSince(attempt_start) * 1000));
+    outcome.set_ttft_ms(log.ttft_ms);
+    services.router->Report(outcome);
+    metrics.Upstream(cand.provider(), status, SecondsSince(attempt_start));
+  };
+  AttemptResult result;
+
+  // Credential.
+  std::optional<accounts::v1::Credential> cred;
+  if (!services.in_process) cred = credential_cache.Get(cand.connection_id());
+  if (!cred) {
+    auto got = co_await Await<accounts::v1::Credential>(services.in_process, [&](auto cb) {
+      services.accounts->GetCredential(cand.connection_id(), std::move(cb));
+    });
+    if (!got.ok()) {
+      result.error = got.status();
+      co_return result;
+    }
+    if (!services.in_process) {
+      credential_cache.Put(cand.connection_id(), *got, std::chrono::seconds(30));
+    }
+    cred = std::move(got).value();
+  }
+
+  // Body and path in the provider's format.
+  const bool same_format = cand.format() == x.format;
+  std::string upstream_body;
+  std::string upstream_path;
+  if (same_format) {
+    if (x.format == common::v1::FORMAT_GEMINI) {
+      upstream_body = x.req.body();  // the model is in the path
+    } else {
+      upstream_body = RewriteModel(info, cand.upstream_model());
+    }
+    upstream_path = UpstreamPath(cand.format(), cand.upstream_model(), info.stream);
+  } else {
+    translator::v1::TranslateRequestIn tin;
+    tin.set_from(x.format);
+    tin.set_to(cand.format());
+    tin.set_body(x.req.body());
+    tin.set_upstream_model(cand.upstream_model());
+    tin.set_stream(info.stream);
+    auto tout = co_await Await<translator::v1::TranslateRequestOut>(
+        services.in_process,
+        [&](auto cb) { services.translator->TranslateRequest(tin, std::move(cb)); });
+    if (!tout.ok()) {
+      result.error = tout.status();
+      result.status = HttpStatusFromStatus(tout.status());
+      // A request the translator rejects is the client's to fix.
+      if (tout.status().code() == absl::StatusCode::kInvalidArgument) {
+        result.kind = AttemptResult::kStop;
+      }
+      co_return result;
+    }
+    upstream_body = std::move(*tout->mutable_body());
+    upstream_path = tout->path();
+  }
+
+  auto endpoint = Endpoint(cand.base_url());
+  if (!endpoint.ok()) {
+    result.error = endpoint.status();
+    co_return result;
+  }
+  Request up{http::verb::post, endpoint->base_path + upstream_path, 11};
+  up.set(http::field::content_type, "application/json");
+  up.set(http::field::accept, info.stream ? "text/event-stream" : "application/json");
+  up.set(http::field::accept_encoding, "identity");
+  up.set(http::field::user_agent, "omniroute/1.0");
+  up.set("x-request-id", log.request_id);
+  for (const auto& h : cred->headers()) up.set(h.name(), h.value());
+  up.body() = std::move(upstream_body);
+
+  auto sent = co_await x.worker.pool->Send(*endpoint, up);
+  if (!sent.ok()) {
+    report(0, true, 0);
+    result.error = sent.status();
+    co_return result;
+  }
+  std::unique_ptr<UpstreamExchange> ex = std::move(sent).value();
+  const int ustatus = ex->status();
+
+  if (ustatus < 200 || ustatus >= 300) {
+    std::string ubody;
+    auto read = co_await ex->ReadAll(ubody, 1024 * 1024);
+    const std::string retry_after(ex->headers()[http::field::retry_after]);
+    const int64_t hint =
+        RetryHintMs(retry_after, SV(AV(ex->headers()["x-ratelimit-reset"])), NowMs());
+    report(ustatus, false, hint);
+    if (Retryable(ustatus) && !last_candidate) {
+      result.status = ustatus;
+      result.error = absl::UnavailableError(absl::StrCat("HTTP ", ustatus));
+      co_return result;
+    }
+    // The provider's own error goes through when the client speaks its format.
+    log.error_code = std::to_string(ustatus);
+    std::string body;
+    if (same_format && read.ok() && !ubody.empty() && ubody.front() == '{') {
+      body = std::move(ubody);
+    } else {
+      body = MakeHttpError(x.format, ustatus,
+                           absl::StrCat("Upstream ", cand.provider(), " answered HTTP ", ustatus),
+                           ErrorCodeFor(ustatus))
+                 .body;
+    }
+    result.kind = AttemptResult::kAnswered;
+    if (retry_after.empty()) {
+      result.alive = co_await Reply(x.stream, x.req, log, ustatus, std::move(body));
+    } else {
+      result.alive = co_await Reply(x.stream, x.req, log, ustatus, std::move(body),
+                                    "application/json", "retry-after", retry_after);
+    }
+    co_return result;
+  }
+
+  const std::string content_type(ex->headers()[http::field::content_type]);
+  if (ContainsIgnoreCase(content_type, "text/event-stream")) {
+    co_return co_await RelayStream(x, *ex, cand, info.model,
+                                   [&](int status, bool network) { report(status, network, 0); });
+  }
+
+  std::string ubody;
+  if (auto read = co_await ex->ReadAll(ubody, kMaxUpstreamBody); !read.ok()) {
+    report(0, true, 0);
+    result.error = read;
+    co_return result;
+  }
+  log.ttft_ms = static_cast<int64_t>(SecondsSince(x.start) * 1000);
+  report(ustatus, false, 0);
+  ExtractUsage(cand.format(), ubody, &log.tokens);
+  std::string_view reply_type = "application/json";
+  if (same_format && !content_type.empty()) reply_type = content_type;
+  if (!same_format) {
+    translator::v1::TranslateResponseIn tin;
+    tin.set_from(cand.format());
+    tin.set_to(x.format);
+    tin.set_body(std::move(ubody));
+    tin.set_model(info.model);
+    auto tout = co_await Await<translator::v1::TranslateResponseOut>(
+        services.in_process,
+        [&](auto cb) { services.translator->TranslateResponse(tin, std::move(cb)); });
+    result.kind = AttemptResult::kAnswered;
+    if (!tout.ok()) {
+      const std::string message =
+          absl::StrCat("Cannot translate the provider's answer: ", tout.status().message());
+      result.alive = co_await ReplyError(x.stream, x.req, log, x.format, 502, message,
+                                         "translation_failed");
+      co_return result;
+    }
+    ubody = std::move(*tout->mutable_body());
+  }
+  result.kind = AttemptResult::kAnswered;
+  result.alive = co_await Reply(x.stream, x.req, log, ustatus, std::move(ubody), reply_type);
+  co_return result;
+}
+
+// Forwards an upstream SSE stream, translated when the formats differ. The client's answer
+// starts with the upstream's first bytes, so a stream that dies before them fails over.
+net::awaitable<AttemptResult> EdgeServer::Impl::RelayStream(
+    Exchange& x, UpstreamExchange& ex, const router::v1::Candidate& cand,
+    const std::string& client_model, const std::function<void(int, bool)>& report) {
+  RequestLog& log = x.log;
+  AttemptResult result;
+  translator::StreamTranslationPtr translation;
+  if (cand.format() != x.format) {
+    translation = services.translator->OpenStream(cand.format(), x.format, client_model);
+    if (!translation) {
+      report(ex.status(), false);
+      result.status = 501;
+      result.error = absl::UnimplementedError(
+          absl::StrCat("streams from ", AV(FormatName(cand.format())), " to ",
+                       AV(FormatName(x.format)), " cannot be translated"));
+      co_return result;
+    }
+  }
+  std::string piece;
+  bool more = true;
+  while (piece.empty() && more) {
+    auto r = co_await ex.ReadSome(piece);
+    if (!r.ok()) {
+      report(0, true);
+      result.error = r.status();
+      co_return result;
+    }
+    more = *r;
+  }
+  if (piece.empty()) {
+    report(0, true);
+    result.error = absl::UnavailableError("upstream stream ended before its first event");
+    co_return result;
+  }
+  log.ttft_ms = static_cast<int64_t>(SecondsSince(x.start) * 1000);
+  result.kind = AttemptResult::kAnswered;
+
+  http::response<http::empty_body> res{http::status::ok, x.req.version()};
+  res.set(http::field::content_type, "text/event-stream");
+  res.set(http::field::cache_control, "no-cache");
+  res.set("x-request-id", log.request_id);
+  res.keep_alive(x.req.keep_alive());
+  res.chunked(true);
+  http::response_serializer<http::empty_body> sr{res};
+  log.status = 200;
+  auto [hec, hn] = co_await http::async_write_header(x.stream, sr, kAwait);
+  if (hec) {
+    log.status = 499;
+    result.alive = false;
+    report(ex.status(), false);
+    co_return result;
+  }
+  SseParser sse_parser;
+  absl::Status stream_error;
+  std::string out;
+  while (true) {
+    // Usage travels in the provider's events.
+    (void)sse_parser.Feed(piece, [&](const SseEvent& ev) {
+      if (absl::StrContains(AV(ev.data), "sage")) ExtractUsage(cand.format(), ev.data, &log.tokens);
+    });
+    std::string_view chunk = piece;
+    if (translation) {
+      auto t = co_await Await<std::string>(services.in_process, [&](auto cb) {
+        translation->Push(std::move(piece), !more, std::move(cb));
+      });
+      if (!t.ok()) {
+        stream_error = t.status();
+        break;
+      }
+      out = std::move(t).value();
+      chunk = out;
+    }
+    if (!chunk.empty()) {
+      auto [wec, wn] =
+          co_await net::async_write(x.stream, http::make_chunk(net::buffer(chunk)), kAwait);
+      if (wec) {
+        report(ex.status(), false);
+        log.status = 499;
+        result.alive = false;
+        co_return result;
+      }
+    }
+    if (!more) break;
+    piece.clear();
+    auto r = co_await ex.ReadSome(piece);
+    if (!r.ok()) {
+      stream_error = r.status();
+      break;
+    }
+    more = *r;
+  }
+  report(stream_error.ok() ? ex.status() : 0, !stream_error.ok());
+  if (!stream_error.ok()) {
+    // Bytes already reached the client: the error goes in-stream.
+    log.status = 502;
+    log.error_code = "stream_interrupted";
+    const std::string event = StreamErrorEvent(
+        x.format, 502, absl::StrCat("Upstream stream interrupted: ", stream_error.message()),
+        "stream_interrupted");
+    auto [wec, wn] =
+        co_await net::async_write(x.stream, http::make_chunk(net::buffer(event)), kAwait);
+    if (wec) {
+      result.alive = false;
+      co_return result;
+    }
+  }
+  auto [lec, ln] = co_await net::async_write(x.stream, http::make_chunk_last(), kAwait);
+  result.alive = !lec;
+  co_return result;
+}
+
+// Metrics, the usage record and the access log line of a finished request.
+void EdgeServer::Impl::Finish(Exchange& x) {
+  const RequestLog& log = x.log;
+  const double seconds = SecondsSince(x.start);
   metrics.Request(log.route, log.status, log.provider, seconds);
   if (log.tokens.present) {
     metrics.Tokens(log.provider, "input", log.tokens.input);
@@ -918,7 +1029,7 @@ done:
     rec.set_connection_id(log.connection_id);
     rec.set_requested_model(log.requested_model);
     rec.set_upstream_model(log.upstream_model);
-    rec.set_client_format(format);
+    rec.set_client_format(x.format);
     rec.set_upstream_format(log.upstream_format);
     rec.set_status(log.status);
     rec.set_error_code(log.error_code);
@@ -935,17 +1046,14 @@ done:
     const std::string status = std::to_string(log.status);
     const std::string ms = absl::StrCat(static_cast<int64_t>(seconds * 1e6) / 1000.0);
     LogInfo("request", {{"request_id", log.request_id},
-                        {"method", std::string_view(req.method_string())},
-                        {"path", path},
+                        {"method", std::string_view(x.req.method_string())},
+                        {"path", x.path},
                         {"status", status},
                         {"model", log.requested_model},
                         {"provider", log.provider},
                         {"connection", log.connection_id},
                         {"ms", ms}});
   }
-  metrics.InFlight(-1);
-  in_flight--;
-  co_return alive;
 }
 
 int RunEdgeUntilSignal(ConfigPtr config, EdgeServices services, std::string mode) {

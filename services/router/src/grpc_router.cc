@@ -30,8 +30,8 @@ class RouterGrpcService final : public v1::Router::CallbackService {
     });
   }
 
-  grpc::ServerUnaryReactor* Report(grpc::CallbackServerContext* context,
-                                   const v1::Outcome* request, v1::Ack* response) override {
+  grpc::ServerUnaryReactor* Report(grpc::CallbackServerContext* context, const v1::Outcome* request,
+                                   v1::Ack* response) override {
     return ServeNow(context, [&] { impl_->Report(*request); });
   }
 
@@ -55,7 +55,7 @@ class RouterGrpcClient final : public Router {
   // Interface
   void Plan(const v1::PlanRequest& request, Callback<v1::RoutePlan> done) override {
     CallUnary<v1::RoutePlan>([this](auto... a) { stub_->async()->Plan(a...); }, request,
-                        std::move(done), kPlanTimeout, request.request_id());
+                             std::move(done), kPlanTimeout, request.request_id());
   }
 
   void Report(const v1::Outcome& outcome) override {
@@ -65,9 +65,8 @@ class RouterGrpcClient final : public Router {
   }
 
   void ListModels(Callback<v1::ListModelsResponse> done) override {
-    CallUnary<v1::ListModelsResponse>(
-        [this](auto... a) { stub_->async()->ListModels(a...); }, v1::ListModelsRequest(),
-        std::move(done), kListModelsTimeout);
+    CallUnary<v1::ListModelsResponse>([this](auto... a) { stub_->async()->ListModels(a...); },
+                                      v1::ListModelsRequest(), std::move(done), kListModelsTimeout);
   }
 
  private:

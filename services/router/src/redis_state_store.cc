@@ -65,9 +65,7 @@ std::string Sha1Hex(std::string_view data) {
 std::string CooldownKey(const std::string& id) {
   return absl::StrCat(AV(kCooldownPrefix), "{", id, "}");
 }
-std::string LevelKey(const std::string& id) {
-  return absl::StrCat(AV(kLevelPrefix), "{", id, "}");
-}
+std::string LevelKey(const std::string& id) { return absl::StrCat(AV(kLevelPrefix), "{", id, "}"); }
 
 timeval ToTimeval(std::chrono::milliseconds ms) {
   timeval tv;
@@ -210,8 +208,8 @@ absl::StatusOr<RedisAddress> ParseRedisUrlImpl(std::string_view url) {
     const std::string_view userinfo = rest.substr(0, at);
     rest = rest.substr(at + 1);
     const size_t colon = userinfo.find(':');
-    absl::StatusOr<std::string> user =
-        PercentDecode(colon == std::string_view::npos ? std::string_view() : userinfo.substr(0, colon));
+    absl::StatusOr<std::string> user = PercentDecode(
+        colon == std::string_view::npos ? std::string_view() : userinfo.substr(0, colon));
     absl::StatusOr<std::string> password =
         PercentDecode(colon == std::string_view::npos ? userinfo : userinfo.substr(colon + 1));
     if (!user.ok()) return user.status();
@@ -242,7 +240,8 @@ absl::StatusOr<RedisAddress> ParseRedisUrlImpl(std::string_view url) {
   if (out.host.empty()) {
     return absl::InvalidArgumentError("missing host");
   }
-  if (!port.empty() && (!absl::SimpleAtoi(AV(port), &out.port) || out.port <= 0 || out.port > 65535)) {
+  if (!port.empty() &&
+      (!absl::SimpleAtoi(AV(port), &out.port) || out.port <= 0 || out.port > 65535)) {
     return absl::InvalidArgumentError(absl::StrCat("invalid port '", AV(port), "'"));
   }
   if (auto s = ParseDb(path, &out.db); !s.ok()) {
@@ -294,7 +293,7 @@ class RedisStateStore final : public StateStore {
     for (const std::string& id : connection_ids) {
       args.push_back(CooldownKey(id));
     }
-    const bool ok = Run([&](redisContext* c) -> absl::Status {
+    auto mget = [&](redisContext* c) -> absl::Status {
       ReplyPtr reply = Command(c, args);
       if (absl::Status s = ReplyStatus(c, reply); !s.ok()) {
         return s;
@@ -311,8 +310,8 @@ class RedisStateStore final : public StateStore {
         }
       }
       return absl::OkStatus();
-    }).ok();
-    if (!ok) {
+    };
+    if (!Run(mget).ok()) {
       return fallback_->CooldownUntil(connection_ids, now_ms);
     }
     return out;
@@ -332,7 +331,7 @@ class RedisStateStore final : public StateStore {
                                      absl::StrCat(std::max<int64_t>(hint_ms, 0)),
                                      absl::StrCat(policy.max_ms * 4)};
     int64_t until = 0;
-    const bool ok = Run([&](redisContext* c) -> absl::Status {
+    auto eval = [&](redisContext* c) -> absl::Status {
       ReplyPtr reply = Command(c, args);
       if (IsNoScript(reply)) {
         args[0] = "EVAL";
@@ -347,8 +346,8 @@ class RedisStateStore final : public StateStore {
       }
       until = reply->integer;
       return absl::OkStatus();
-    }).ok();
-    if (!ok) {
+    };
+    if (!Run(eval).ok()) {
       return fallback_->StartCooldown(connection_id, now_ms, policy, hint_ms);
     }
     return until;
@@ -357,11 +356,11 @@ class RedisStateStore final : public StateStore {
   void ClearCooldown(const std::string& connection_id) override {
     const std::vector<std::string> args = {"DEL", CooldownKey(connection_id),
                                            LevelKey(connection_id)};
-    const bool ok = Run([&](redisContext* c) -> absl::Status {
+    auto del = [&](redisContext* c) -> absl::Status {
       ReplyPtr reply = Command(c, args);
       return ReplyStatus(c, reply);
-    }).ok();
-    if (!ok) {
+    };
+    if (!Run(del).ok()) {
       fallback_->ClearCooldown(connection_id);
     }
   }
@@ -442,9 +441,8 @@ class RedisStateStore final : public StateStore {
     const int64_t now = SteadyNowMs();
     if (!healthy_.load()) {
       int64_t next = next_attempt_ms_.load();
-      if (now < next ||
-          !next_attempt_ms_.compare_exchange_strong(next,
-                                                    now + options_.reconnect_interval.count())) {
+      if (now < next || !next_attempt_ms_.compare_exchange_strong(
+                            next, now + options_.reconnect_interval.count())) {
         return absl::UnavailableError("redis: down; waiting to reconnect");
       }
     }
@@ -531,8 +529,7 @@ class RedisStateStore final : public StateStore {
 absl::StatusOr<RedisAddress> ParseRedisUrl(std::string_view url) {
   absl::StatusOr<RedisAddress> address = redis_store_impl::ParseRedisUrlImpl(url);
   if (!address.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("redis URL: ", address.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat("redis URL: ", address.status().message()));
   }
   return address;
 }

@@ -28,9 +28,7 @@ int64_t NowMs() {
       .count();
 }
 
-bool RedisServerAvailable() {
-  return std::system("command -v redis-server >/dev/null 2>&1") == 0;
-}
+bool RedisServerAvailable() { return std::system("command -v redis-server >/dev/null 2>&1") == 0; }
 
 // A throwaway redis-server on a unix socket in a temporary directory.
 class RedisServer {

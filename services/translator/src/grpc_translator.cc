@@ -110,19 +110,17 @@ class TranslatorGrpcService final : public v1::Translator::CallbackService {
                                              v1::TranslateRequestOut* response) override {
     return ServeUnary<v1::TranslateRequestOut>(context, response,
                                                [&](Callback<v1::TranslateRequestOut> done) {
-                                                 impl_->TranslateRequest(*request,
-                                                                         std::move(done));
+                                                 impl_->TranslateRequest(*request, std::move(done));
                                                });
   }
 
   grpc::ServerUnaryReactor* TranslateResponse(grpc::CallbackServerContext* context,
                                               const v1::TranslateResponseIn* request,
                                               v1::TranslateResponseOut* response) override {
-    return ServeUnary<v1::TranslateResponseOut>(context, response,
-                                                [&](Callback<v1::TranslateResponseOut> done) {
-                                                  impl_->TranslateResponse(*request,
-                                                                           std::move(done));
-                                                });
+    return ServeUnary<v1::TranslateResponseOut>(
+        context, response, [&](Callback<v1::TranslateResponseOut> done) {
+          impl_->TranslateResponse(*request, std::move(done));
+        });
   }
 
   grpc::ServerBidiReactor<v1::StreamChunk, v1::StreamChunk>* TranslateStream(

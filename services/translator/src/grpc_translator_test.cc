@@ -101,7 +101,8 @@ class GrpcTranslatorTest : public ::testing::Test {
   static absl::StatusOr<std::string> PushAndWait(StreamTranslation& s, std::string data,
                                                  bool last) {
     std::promise<absl::StatusOr<std::string>> p;
-    s.Push(std::move(data), last, [&](absl::StatusOr<std::string> r) { p.set_value(std::move(r)); });
+    s.Push(std::move(data), last,
+           [&](absl::StatusOr<std::string> r) { p.set_value(std::move(r)); });
     auto f = p.get_future();
     if (f.wait_for(10s) != std::future_status::ready) {
       return absl::DeadlineExceededError("test timeout");
@@ -202,8 +203,8 @@ TEST_F(GrpcTranslatorTest, StreamErrorsReachThePendingPush) {
 }
 
 TEST_F(GrpcTranslatorTest, FirstChunkMustNameTheFormats) {
-  StreamTranslationPtr s = client_->OpenStream(common::v1::FORMAT_UNSPECIFIED,
-                                               common::v1::FORMAT_OPENAI_CHAT, "m");
+  StreamTranslationPtr s =
+      client_->OpenStream(common::v1::FORMAT_UNSPECIFIED, common::v1::FORMAT_OPENAI_CHAT, "m");
   EXPECT_EQ(PushAndWait(*s, "x", false).status().code(), absl::StatusCode::kInvalidArgument);
 }
 

@@ -43,19 +43,17 @@ class UsageGrpcService final : public v1::Usage::CallbackService {
   grpc::ServerUnaryReactor* CheckBudget(grpc::CallbackServerContext* context,
                                         const v1::CheckBudgetRequest* request,
                                         v1::BudgetDecision* response) override {
-    return ServeUnary<v1::BudgetDecision>(context, response,
-                                          [&](Callback<v1::BudgetDecision> done) {
-                                            impl_->CheckBudget(*request, std::move(done));
-                                          });
+    return ServeUnary<v1::BudgetDecision>(
+        context, response,
+        [&](Callback<v1::BudgetDecision> done) { impl_->CheckBudget(*request, std::move(done)); });
   }
 
   grpc::ServerUnaryReactor* Query(grpc::CallbackServerContext* context,
                                   const v1::QueryRequest* request,
                                   v1::QueryResponse* response) override {
-    return ServeUnary<v1::QueryResponse>(context, response,
-                                         [&](Callback<v1::QueryResponse> done) {
-                                           impl_->Query(*request, std::move(done));
-                                         });
+    return ServeUnary<v1::QueryResponse>(context, response, [&](Callback<v1::QueryResponse> done) {
+      impl_->Query(*request, std::move(done));
+    });
   }
 
  private:
@@ -128,8 +126,8 @@ class UsageGrpcClient final : public Usage {
 
   void CheckBudget(const v1::CheckBudgetRequest& request,
                    Callback<v1::BudgetDecision> done) override {
-    CallUnary<v1::BudgetDecision>([this](auto... a) { stub_->async()->CheckBudget(a...); },
-                                  request, std::move(done), kCheckBudgetTimeout);
+    CallUnary<v1::BudgetDecision>([this](auto... a) { stub_->async()->CheckBudget(a...); }, request,
+                                  std::move(done), kCheckBudgetTimeout);
   }
 
   void Query(const v1::QueryRequest& request, Callback<v1::QueryResponse> done) override {

@@ -178,20 +178,18 @@ class PostgresUsageStore final : public UsageStore {
     v1::QueryResponse out;
     absl::Status status = Guard("query", [&](pqxx::connection& c) {
       pqxx::read_transaction tx(c);
-      const std::string rows_sql = absl::StrCat("SELECT ", kColumns, " FROM usage_records", where,
-                                                " ORDER BY ts_ms DESC, request_id DESC LIMIT ",
-                                                limit);
+      const std::string rows_sql =
+          absl::StrCat("SELECT ", kColumns, " FROM usage_records", where,
+                       " ORDER BY ts_ms DESC, request_id DESC LIMIT ", limit);
       const std::string totals_sql = absl::StrCat(
           "SELECT COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), "
           "COALESCE(SUM(cost_usd), 0) FROM usage_records",
           where);
       const int64_t since = request.since_ms();
-      const pqxx::result rows = by_key
-                                    ? tx.exec_params(rows_sql, since, request.client_key_id())
-                                    : tx.exec_params(rows_sql, since);
-      const pqxx::row totals = by_key
-                                   ? tx.exec_params1(totals_sql, since, request.client_key_id())
-                                   : tx.exec_params1(totals_sql, since);
+      const pqxx::result rows = by_key ? tx.exec_params(rows_sql, since, request.client_key_id())
+                                       : tx.exec_params(rows_sql, since);
+      const pqxx::row totals = by_key ? tx.exec_params1(totals_sql, since, request.client_key_id())
+                                      : tx.exec_params1(totals_sql, since);
       out.Clear();
       for (const pqxx::row& row : rows) {
         v1::UsageRecord* r = out.add_records();
