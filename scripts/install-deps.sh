@@ -8,6 +8,7 @@ PKGS=(
   libabsl-dev libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libpqxx-dev libhiredis-dev prometheus-cpp-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libsqlite3-dev libssl-dev
+  clang libclang-rt-14-dev
   redis-server postgresql postgresql-client sqlite3 nodejs npm
 )
 missing=()

@@ -52,6 +52,36 @@ integration() {
     --test-timeout="${OMNI_TEST_TIMEOUT:-120000}" tests/integration/
 }
 
+# libFuzzer targets: a clang build of the parsers and translators with ASan/UBSan, each
+# run for OMNI_FUZZ_SECONDS (default 30) from its checked-in corpus.
+fuzz() {
+  local fbuild="${OMNI_FUZZ_BUILD_DIR:-$root/build-fuzz}"
+  local targets
+  if [ ! -f "$fbuild/CMakeCache.txt" ]; then
+    CC=clang CXX=clang++ cmake -S "$root" -B "$fbuild" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DOMNI_FUZZ=ON -DOMNI_TESTS=OFF || return 1
+  fi
+  local available
+  available=$(cmake --build "$fbuild" --target help | sed -n 's/^\([a-z_]*_fuzz\):.*/\1/p')
+  targets=($available)
+  local t
+  for t in "${targets[@]}"; do
+    flock "${OMNI_BUILD_LOCK:-/tmp/omni-build.lock}" cmake --build "$fbuild" -j"$jobs" --target "$t" || return 1
+  done
+  for t in "${targets[@]}"; do
+    local bin corpus work
+    bin=$(find "$fbuild" -type f -name "$t" -perm -u+x | head -n 1)
+    corpus=$(find "$root" -path "$root/build*" -prune -o -type d -name "${t%_fuzz}_corpus" -print | head -n 1)
+    work=$(mktemp -d)
+    [ -n "$corpus" ] && cp -r "$corpus"/. "$work"/
+    echo "fuzz: $t for ${OMNI_FUZZ_SECONDS:-30} s"
+    "$bin" -max_total_time="${OMNI_FUZZ_SECONDS:-30}" -max_len=65536 -timeout=10 "$work" \
+      > "$work.log" 2>&1 || { tail -n 60 "$work.log"; return 1; }
+    tail -n 1 "$work.log"
+    rm -rf "$work" "$work.log"
+  done
+}
+
 stage deps bash scripts/install-deps.sh
 deps_ok=$?
 
@@ -87,6 +117,12 @@ if stage npm npm ci --prefix tests/integration --no-audit --no-fund; then
   fi
 else
   skip_stage integration "npm ci failed"
+fi
+
+if [ "${OMNI_SKIP_FUZZ:-0}" = 1 ]; then
+  skip_stage fuzz "OMNI_SKIP_FUZZ=1"
+else
+  stage fuzz fuzz
 fi
 
 stages_summary

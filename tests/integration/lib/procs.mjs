@@ -112,6 +112,34 @@ export async function waitFor(what, fn, { timeoutMs = 20000, intervalMs = 50, ch
 
 const live = new Set();
 
+// If this process dies without running its exit handler (SIGKILL, a runner that went away),
+// a small detached shell kills the process groups listed in a file under the temp dir.
+let reaper = null;
+
+function pgidFile() {
+  return path.join(tempRootDir(), '.pgids');
+}
+
+function writePgids() {
+  try {
+    fs.writeFileSync(pgidFile(), [...live].map((p) => `${p.pid} ${p.killSignal.replace(/^SIG/, '')}\n`).join(''));
+  } catch {
+    // temp dir already gone
+  }
+}
+
+function ensureReaper() {
+  if (reaper) return;
+  const f = pgidFile();
+  const script = `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done
+[ -f '${f}' ] || exit 0
+while read -r g s; do kill -s "$s" -- "-$g" 2>/dev/null; done < '${f}'
+sleep 1
+while read -r g s; do kill -s KILL -- "-$g" 2>/dev/null; done < '${f}'`;
+  reaper = spawn('sh', ['-c', script], { detached: true, stdio: 'ignore' });
+  reaper.unref();
+}
+
 export class Proc {
   constructor(name, cmd, args, { env, cwd, uid, gid, logDir, killSignal = 'SIGKILL' } = {}) {
     this.name = name;
@@ -137,16 +165,20 @@ export class Proc {
     this.exit = null;
     this.spawnError = null;
     live.add(this);
+    ensureReaper();
+    writePgids();
     this.exited = new Promise((resolve) => {
       this.child.once('error', (e) => {
         this.spawnError = e;
         this.exit = { code: null, signal: null, error: e };
         live.delete(this);
+        writePgids();
         resolve(this.exit);
       });
       this.child.once('exit', (code, signal) => {
         this.exit = { code, signal };
         live.delete(this);
+        writePgids();
         resolve(this.exit);
       });
     });
@@ -228,6 +260,14 @@ export function killAllSync() {
   if ([...live].some((p) => p.killSignal !== 'SIGKILL')) spawnSync('sleep', ['0.3']);
   for (const p of [...live]) p.signal('SIGKILL', true);
   live.clear();
+  if (reaper) {
+    try {
+      process.kill(reaper.pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+    reaper = null;
+  }
 }
 
 function removeTempRoot() {
