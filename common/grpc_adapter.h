@@ -4,10 +4,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <utility>
 
 #include "absl/functional/function_ref.h"
@@ -88,6 +91,46 @@ inline grpc::ServerUnaryReactor* ServeNow(grpc::CallbackServerContext* context,
   return reactor;
 }
 
+// How long a client adapter's destructor lets its calls in flight finish before cancelling.
+inline constexpr std::chrono::milliseconds kClientDrainGrace{2000};
+
+// The calls a client adapter has in flight, so that its destructor can wait for them: a
+// process must not exit while gRPC still runs callbacks of its calls.
+class InFlightCalls {
+ public:
+  void Begin(grpc::ClientContext* context) {
+    std::lock_guard<std::mutex> lock(mu_);
+    contexts_.insert(context);
+  }
+
+  // Called after the call's completion ran; the context may be destroyed afterwards.
+  void End(grpc::ClientContext* context) {
+    std::lock_guard<std::mutex> lock(mu_);
+    contexts_.erase(context);
+    if (contexts_.empty()) {
+      idle_.notify_all();
+    }
+  }
+
+  // Waits up to `grace` for the calls in flight to complete, then cancels the rest and waits
+  // up to `grace` again for their completions. Returns whether none is left.
+  bool Drain(std::chrono::milliseconds grace) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (idle_.wait_for(lock, grace, [&] { return contexts_.empty(); })) {
+      return true;
+    }
+    for (grpc::ClientContext* context : contexts_) {
+      context->TryCancel();
+    }
+    return idle_.wait_for(lock, grace, [&] { return contexts_.empty(); });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable idle_;
+  std::unordered_set<grpc::ClientContext*> contexts_;
+};
+
 // The state of one client call; lives on the heap until its completion runs.
 template <typename Request, typename Response>
 struct UnaryCall {
@@ -95,6 +138,7 @@ struct UnaryCall {
   Request request;
   Response response;
   Callback<Response> done;
+  std::shared_ptr<InFlightCalls> in_flight;
 };
 
 // Sets the deadline and the request id (when not empty) of an outgoing call.
@@ -109,14 +153,18 @@ inline void PrepareContext(grpc::ClientContext& context, std::chrono::millisecon
 // Starts an asynchronous unary call: `method(context, request, response, on_done)` is the
 // stub's async() method, e.g.
 //   [&](auto... a) { stub_->async()->Plan(a...); }
-// `done` runs on a gRPC thread with the response or the call's status.
+// `done` runs on a gRPC thread with the response or the call's status. The call counts in
+// `in_flight` until `done` has returned.
 template <typename Response, typename Request, typename Method>
-void CallUnary(Method&& method, Request request, Callback<Response> done,
-               std::chrono::milliseconds timeout, std::string_view request_id = {}) {
+void CallUnary(const std::shared_ptr<InFlightCalls>& in_flight, Method&& method, Request request,
+               Callback<Response> done, std::chrono::milliseconds timeout,
+               std::string_view request_id = {}) {
   auto* call = new UnaryCall<Request, Response>();
   PrepareContext(call->context, timeout, request_id);
   call->request = std::move(request);
   call->done = std::move(done);
+  call->in_flight = in_flight;
+  in_flight->Begin(&call->context);
   method(&call->context, &call->request, &call->response, [call](grpc::Status status) {
     std::unique_ptr<UnaryCall<Request, Response>> owned(call);
     if (status.ok()) {
@@ -124,6 +172,7 @@ void CallUnary(Method&& method, Request request, Callback<Response> done,
     } else {
       owned->done(FromGrpcStatus(status));
     }
+    owned->in_flight->End(&owned->context);
   });
 }
 

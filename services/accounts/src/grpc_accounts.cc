@@ -47,23 +47,29 @@ class AccountsGrpcClient final : public Accounts {
   explicit AccountsGrpcClient(std::shared_ptr<grpc::Channel> channel)
       : stub_(v1::Accounts::NewStub(std::move(channel))) {}
 
+  ~AccountsGrpcClient() override { in_flight_->Drain(grpc_adapter::kClientDrainGrace); }
+
   // Interface
   void ResolveClientKey(const std::string& key, Callback<v1::ClientKey> done) override {
     v1::ResolveClientKeyRequest request;
     request.set_key(key);
-    CallUnary<v1::ClientKey>([this](auto... a) { stub_->async()->ResolveClientKey(a...); },
-                             std::move(request), std::move(done), kResolveTimeout);
+    CallUnary<v1::ClientKey>(
+        in_flight_, [this](auto... a) { stub_->async()->ResolveClientKey(a...); },
+        std::move(request), std::move(done), kResolveTimeout);
   }
 
   void GetCredential(const std::string& connection_id, Callback<v1::Credential> done) override {
     v1::GetCredentialRequest request;
     request.set_connection_id(connection_id);
-    CallUnary<v1::Credential>([this](auto... a) { stub_->async()->GetCredential(a...); },
-                              std::move(request), std::move(done), kCredentialTimeout);
+    CallUnary<v1::Credential>(
+        in_flight_, [this](auto... a) { stub_->async()->GetCredential(a...); }, std::move(request),
+        std::move(done), kCredentialTimeout);
   }
 
  private:
   std::unique_ptr<v1::Accounts::Stub> stub_;
+  std::shared_ptr<grpc_adapter::InFlightCalls> in_flight_ =
+      std::make_shared<grpc_adapter::InFlightCalls>();
 };
 
 }  // namespace

@@ -52,25 +52,31 @@ class RouterGrpcClient final : public Router {
   explicit RouterGrpcClient(std::shared_ptr<grpc::Channel> channel)
       : stub_(v1::Router::NewStub(std::move(channel))) {}
 
+  ~RouterGrpcClient() override { in_flight_->Drain(grpc_adapter::kClientDrainGrace); }
+
   // Interface
   void Plan(const v1::PlanRequest& request, Callback<v1::RoutePlan> done) override {
-    CallUnary<v1::RoutePlan>([this](auto... a) { stub_->async()->Plan(a...); }, request,
-                             std::move(done), kPlanTimeout, request.request_id());
+    CallUnary<v1::RoutePlan>(
+        in_flight_, [this](auto... a) { stub_->async()->Plan(a...); }, request, std::move(done),
+        kPlanTimeout, request.request_id());
   }
 
   void Report(const v1::Outcome& outcome) override {
-    CallUnary<v1::Ack>([this](auto... a) { stub_->async()->Report(a...); }, outcome,
-                       Callback<v1::Ack>([](absl::StatusOr<v1::Ack>) {}), kReportTimeout,
-                       outcome.request_id());
+    CallUnary<v1::Ack>(
+        in_flight_, [this](auto... a) { stub_->async()->Report(a...); }, outcome,
+        Callback<v1::Ack>([](absl::StatusOr<v1::Ack>) {}), kReportTimeout, outcome.request_id());
   }
 
   void ListModels(Callback<v1::ListModelsResponse> done) override {
-    CallUnary<v1::ListModelsResponse>([this](auto... a) { stub_->async()->ListModels(a...); },
-                                      v1::ListModelsRequest(), std::move(done), kListModelsTimeout);
+    CallUnary<v1::ListModelsResponse>(
+        in_flight_, [this](auto... a) { stub_->async()->ListModels(a...); },
+        v1::ListModelsRequest(), std::move(done), kListModelsTimeout);
   }
 
  private:
   std::unique_ptr<v1::Router::Stub> stub_;
+  std::shared_ptr<grpc_adapter::InFlightCalls> in_flight_ =
+      std::make_shared<grpc_adapter::InFlightCalls>();
 };
 
 }  // namespace

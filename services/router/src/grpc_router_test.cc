@@ -30,6 +30,11 @@ class FakeRouter final : public Router {
     if (request.model() == "drop") {
       return;  // the callback is destroyed unanswered
     }
+    if (request.model() == "hold") {
+      std::lock_guard<std::mutex> lock(mu_);
+      held_.push_back(std::move(done));
+      return;
+    }
     v1::RoutePlan plan;
     plan.set_resolved_model(request.model());
     v1::Candidate* c = plan.add_candidates();
@@ -61,10 +66,23 @@ class FakeRouter final : public Router {
     return reports_;
   }
 
+  // Answers the held plans.
+  void Release() {
+    std::vector<Callback<v1::RoutePlan>> held;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      held.swap(held_);
+    }
+    for (auto& done : held) {
+      done(absl::UnavailableError("released"));
+    }
+  }
+
  private:
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::string> reports_;
+  std::vector<Callback<v1::RoutePlan>> held_;
 };
 
 class GrpcRouterTest : public ::testing::Test {
@@ -80,6 +98,7 @@ class GrpcRouterTest : public ::testing::Test {
 
   void TearDown() override {
     client_.reset();
+    fake_->Release();
     server_->Shutdown(std::chrono::system_clock::now() + 1s);
   }
 
@@ -137,6 +156,21 @@ TEST_F(GrpcRouterTest, ListsModels) {
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->models_size(), 1);
   EXPECT_EQ(r->models(0).id(), "openai/gpt-4o");
+}
+
+TEST_F(GrpcRouterTest, DestroyingTheClientCancelsCallsThatOutlastTheGrace) {
+  v1::PlanRequest req;
+  req.set_model("hold");
+  std::promise<absl::StatusOr<v1::RoutePlan>> p;
+  client_->Plan(req, [&](absl::StatusOr<v1::RoutePlan> r) { p.set_value(std::move(r)); });
+  const auto start = std::chrono::steady_clock::now();
+  client_.reset();  // waits for the held call, then cancels it
+  const auto waited = std::chrono::steady_clock::now() - start;
+  auto f = p.get_future();
+  ASSERT_EQ(f.wait_for(0s), std::future_status::ready);
+  EXPECT_EQ(f.get().status().code(), absl::StatusCode::kCancelled);
+  EXPECT_GE(waited, 1500ms);
+  EXPECT_LT(waited, 5s);
 }
 
 TEST(GrpcRouterClientTest, UnreachableServiceIsUnavailable) {

@@ -140,10 +140,12 @@ class TranslatorGrpcService final : public v1::Translator::CallbackService {
 // read are outstanding; a write requested while another is in flight waits in `writes_`.
 class ClientStream final : public grpc::ClientBidiReactor<v1::StreamChunk, v1::StreamChunk> {
  public:
-  static std::shared_ptr<ClientStream> Start(v1::Translator::Stub* stub, Format from, Format to,
-                                             const std::string& model) {
-    std::shared_ptr<ClientStream> call(new ClientStream(from, to, model));
+  static std::shared_ptr<ClientStream> Start(v1::Translator::Stub* stub,
+                                             std::shared_ptr<grpc_adapter::InFlightCalls> in_flight,
+                                             Format from, Format to, const std::string& model) {
+    std::shared_ptr<ClientStream> call(new ClientStream(std::move(in_flight), from, to, model));
     call->self_ = call;
+    call->in_flight_->Begin(&call->context_);
     stub->async()->TranslateStream(&call->context_, call.get());
     call->AddHold();
     call->StartCall();
@@ -283,13 +285,15 @@ class ClientStream final : public grpc::ClientBidiReactor<v1::StreamChunk, v1::S
       done(status.ok() ? absl::InternalError("the translator ended the stream without an answer")
                        : FromGrpcStatus(status));
     }
+    in_flight_->End(&context_);
     // Releases this call's own reference last; the object may be deleted here.
     std::shared_ptr<ClientStream> self = std::move(self_);
   }
 
  private:
-  ClientStream(Format from, Format to, const std::string& model)
-      : from_(from), to_(to), model_(model) {}
+  ClientStream(std::shared_ptr<grpc_adapter::InFlightCalls> in_flight, Format from, Format to,
+               const std::string& model)
+      : in_flight_(std::move(in_flight)), from_(from), to_(to), model_(model) {}
 
   static grpc::WriteOptions WriteOptionsFor(const v1::StreamChunk& chunk) {
     grpc::WriteOptions options;
@@ -299,6 +303,7 @@ class ClientStream final : public grpc::ClientBidiReactor<v1::StreamChunk, v1::S
     return options;
   }
 
+  const std::shared_ptr<grpc_adapter::InFlightCalls> in_flight_;
   const Format from_;
   const Format to_;
   const std::string model_;
@@ -337,28 +342,32 @@ class TranslatorGrpcClient final : public Translator {
   explicit TranslatorGrpcClient(std::shared_ptr<grpc::Channel> channel)
       : stub_(v1::Translator::NewStub(std::move(channel))) {}
 
+  ~TranslatorGrpcClient() override { in_flight_->Drain(grpc_adapter::kClientDrainGrace); }
+
   // Interface
   void TranslateRequest(const v1::TranslateRequestIn& in,
                         Callback<v1::TranslateRequestOut> done) override {
     CallUnary<v1::TranslateRequestOut>(
-        [this](auto... a) { stub_->async()->TranslateRequest(a...); }, in, std::move(done),
-        kTranslateTimeout);
+        in_flight_, [this](auto... a) { stub_->async()->TranslateRequest(a...); }, in,
+        std::move(done), kTranslateTimeout);
   }
 
   void TranslateResponse(const v1::TranslateResponseIn& in,
                          Callback<v1::TranslateResponseOut> done) override {
     CallUnary<v1::TranslateResponseOut>(
-        [this](auto... a) { stub_->async()->TranslateResponse(a...); }, in, std::move(done),
-        kTranslateTimeout);
+        in_flight_, [this](auto... a) { stub_->async()->TranslateResponse(a...); }, in,
+        std::move(done), kTranslateTimeout);
   }
 
   StreamTranslationPtr OpenStream(Format from, Format to, const std::string& model) override {
     return std::make_unique<GrpcStreamTranslation>(
-        ClientStream::Start(stub_.get(), from, to, model));
+        ClientStream::Start(stub_.get(), in_flight_, from, to, model));
   }
 
  private:
   std::unique_ptr<v1::Translator::Stub> stub_;
+  std::shared_ptr<grpc_adapter::InFlightCalls> in_flight_ =
+      std::make_shared<grpc_adapter::InFlightCalls>();
 };
 
 }  // namespace

@@ -84,6 +84,7 @@ class UsageGrpcClient final : public Usage {
 
   ~UsageGrpcClient() override {
     Flush(options_.flush_on_destroy);
+    calls_->Drain(grpc_adapter::kClientDrainGrace);
     size_t lost = 0;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -126,13 +127,15 @@ class UsageGrpcClient final : public Usage {
 
   void CheckBudget(const v1::CheckBudgetRequest& request,
                    Callback<v1::BudgetDecision> done) override {
-    CallUnary<v1::BudgetDecision>([this](auto... a) { stub_->async()->CheckBudget(a...); }, request,
-                                  std::move(done), kCheckBudgetTimeout);
+    CallUnary<v1::BudgetDecision>(
+        calls_, [this](auto... a) { stub_->async()->CheckBudget(a...); }, request, std::move(done),
+        kCheckBudgetTimeout);
   }
 
   void Query(const v1::QueryRequest& request, Callback<v1::QueryResponse> done) override {
-    CallUnary<v1::QueryResponse>([this](auto... a) { stub_->async()->Query(a...); }, request,
-                                 std::move(done), kQueryTimeout);
+    CallUnary<v1::QueryResponse>(
+        calls_, [this](auto... a) { stub_->async()->Query(a...); }, request, std::move(done),
+        kQueryTimeout);
   }
 
   size_t Flush(std::chrono::milliseconds timeout) override {
@@ -236,6 +239,8 @@ class UsageGrpcClient final : public Usage {
 
   std::unique_ptr<v1::Usage::Stub> stub_;
   UsageClientOptions options_;
+  std::shared_ptr<grpc_adapter::InFlightCalls> calls_ =  // CheckBudget and Query
+      std::make_shared<grpc_adapter::InFlightCalls>();
 
   std::mutex mu_;
   std::condition_variable wake_;  // the sender: records queued, flush requested, stop
