@@ -15,6 +15,8 @@ using Kind = Block::Kind;
 // Anthropic requires max_tokens; this is what a request without one gets.
 constexpr int64_t kDefaultMaxTokens = 4096;
 constexpr int64_t kMinThinkingBudget = 1024;
+// Larger limits than any model's are capped, which keeps the arithmetic in range.
+constexpr int64_t kMaxTokensCap = int64_t{1} << 40;
 
 // --- Reading --------------------------------------------------------------------------
 
@@ -98,16 +100,17 @@ StopReason ReadStop(std::string_view s) {
 // Merges the counts present in `u` into `usage` (Anthropic input excludes cache tokens).
 void ReadUsage(const json::object& u, Usage* usage) {
   usage->present = true;
-  const int64_t cached = GetInt(u, "cache_read_input_tokens").value_or(usage->cached);
-  const int64_t written = GetInt(u, "cache_creation_input_tokens").value_or(usage->cache_write);
-  if (auto in = GetInt(u, "input_tokens")) {
-    usage->input = *in + cached + written;
-  } else {
-    usage->input += (cached - usage->cached) + (written - usage->cache_write);
-  }
+  const int64_t cached =
+      Find(u, "cache_read_input_tokens") ? GetCount(u, "cache_read_input_tokens") : usage->cached;
+  const int64_t written = Find(u, "cache_creation_input_tokens")
+                              ? GetCount(u, "cache_creation_input_tokens")
+                              : usage->cache_write;
+  const int64_t fresh = Find(u, "input_tokens") ? GetCount(u, "input_tokens")
+                                                : usage->input - usage->cached - usage->cache_write;
+  usage->input = fresh + cached + written;
   usage->cached = cached;
   usage->cache_write = written;
-  if (auto out = GetInt(u, "output_tokens")) usage->output = *out;
+  if (Find(u, "output_tokens")) usage->output = GetCount(u, "output_tokens");
 }
 
 // --- Writing --------------------------------------------------------------------------
@@ -321,8 +324,9 @@ class Reader final : public StreamReader {
   void Signature(int index, std::string_view token) {
     if (token.empty()) return;
     Block b;
+    b.kind = Kind::kThinking;
     DecodeToken(token, Origin::kAnthropic, &b);
-    d_.Signature(index, b.signature, b.origin, b.item_id);
+    d_.Signature(index, b);
   }
 
   SinkDriver d_;
@@ -340,18 +344,18 @@ class Writer final : public StreamSink {
   void Start(const StreamHead& head) override {
     json::object usage = UsageJson(head.usage);
     usage["output_tokens"] = 0;
-    AppendEvent(out_, "message_start",
-                json::object{{"type", "message_start"},
-                             {"message", json::object{{"id", head.id.empty()
-                                                                 ? DeriveId("msg_", model_)
-                                                                 : head.id},
-                                                      {"type", "message"},
-                                                      {"role", "assistant"},
-                                                      {"model", model_},
-                                                      {"content", json::array()},
-                                                      {"stop_reason", nullptr},
-                                                      {"stop_sequence", nullptr},
-                                                      {"usage", std::move(usage)}}}});
+    AppendEvent(
+        out_, "message_start",
+        json::object{
+            {"type", "message_start"},
+            {"message", json::object{{"id", head.id.empty() ? DeriveId("msg_", model_) : head.id},
+                                     {"type", "message"},
+                                     {"role", "assistant"},
+                                     {"model", model_},
+                                     {"content", json::array()},
+                                     {"stop_reason", nullptr},
+                                     {"stop_sequence", nullptr},
+                                     {"usage", std::move(usage)}}}});
   }
 
   void BlockStart(int index, const Block& head) override {
@@ -368,7 +372,7 @@ class Writer final : public StreamSink {
         break;
       case Kind::kToolCall:
         Open(&s, json::object{{"type", "tool_use"},
-                              {"id", head.id},
+                              {"id", ToolId(head.id)},
                               {"name", head.name},
                               {"input", json::object()}});
         break;
@@ -398,21 +402,21 @@ class Writer final : public StreamSink {
     }
   }
 
-  void Signature(int index, std::string_view token, Origin origin,
-                 std::string_view item_id) override {
+  void Signature(int index, const Block& token) override {
     State& s = blocks_[index];
     if (s.kind != Kind::kThinking) return;
-    Block b;
-    b.kind = Kind::kThinking;
-    b.signature.assign(token);
-    b.origin = origin;
-    b.item_id.assign(item_id);
-    s.signature = EncodeToken(b, Origin::kAnthropic);
+    if (token.kind == Kind::kRedacted) {
+      s.redacted = token.data;
+    } else {
+      s.signature = EncodeToken(token, Origin::kAnthropic);
+    }
   }
 
   void BlockStop(int index) override {
     State& s = blocks_[index];
-    if (s.kind == Kind::kThinking) {
+    if (s.kind == Kind::kThinking && !s.redacted.empty()) {
+      Open(&s, json::object{{"type", "redacted_thinking"}, {"data", s.redacted}});
+    } else if (s.kind == Kind::kThinking) {
       if (s.signature.empty()) return;  // unsigned reasoning would be refused on replay
       Open(&s, json::object{{"type", "thinking"}, {"thinking", ""}, {"signature", ""}});
       if (!s.held.empty()) {
@@ -432,10 +436,10 @@ class Writer final : public StreamSink {
     } else {
       delta["stop_sequence"] = stop_sequence;
     }
-    AppendEvent(out_, "message_delta",
-                json::object{{"type", "message_delta"},
-                             {"delta", std::move(delta)},
-                             {"usage", UsageJson(usage)}});
+    AppendEvent(
+        out_, "message_delta",
+        json::object{
+            {"type", "message_delta"}, {"delta", std::move(delta)}, {"usage", UsageJson(usage)}});
     AppendEvent(out_, "message_stop", json::object{{"type", "message_stop"}});
   }
 
@@ -452,6 +456,7 @@ class Writer final : public StreamSink {
     std::string held;
     int held_pieces = 0;
     std::string signature;
+    std::string redacted;
   };
 
   void Open(State* s, json::object block) {
@@ -464,10 +469,10 @@ class Writer final : public StreamSink {
 
   void BlockDelta(const State& s, json::object delta) {
     if (s.index < 0) return;
-    AppendEvent(out_, "content_block_delta",
-                json::object{{"type", "content_block_delta"},
-                             {"index", s.index},
-                             {"delta", std::move(delta)}});
+    AppendEvent(
+        out_, "content_block_delta",
+        json::object{
+            {"type", "content_block_delta"}, {"index", s.index}, {"delta", std::move(delta)}});
   }
 
   std::string* out_;
@@ -581,14 +586,22 @@ json::object WriteRequest(const Request& r, std::string_view model, bool stream)
   if (thinking) {
     budget = r.budget.value_or(BudgetForEffort(r.effort.empty() ? "medium" : r.effort));
     if (budget < kMinThinkingBudget) budget = kMinThinkingBudget;
+    if (budget > kMaxTokensCap) budget = kMaxTokensCap;
   }
   int64_t max_tokens = r.max_tokens.value_or(0);
+  if (max_tokens > kMaxTokensCap) max_tokens = kMaxTokensCap;
   if (max_tokens <= 0) max_tokens = kDefaultMaxTokens + (thinking ? budget : 0);
   if (thinking && budget >= max_tokens) {
     budget = max_tokens - 1;
     if (budget < kMinThinkingBudget) thinking = false;
   }
   if (thinking && LastToolTurnUnsigned(r.messages)) thinking = false;
+  // Anthropic refuses thinking with a forced tool choice; the forced call wins.
+  if (thinking && !r.tools.empty() &&
+      (r.tool_choice.mode == ToolChoice::Mode::kRequired ||
+       r.tool_choice.mode == ToolChoice::Mode::kTool)) {
+    thinking = false;
+  }
   out["max_tokens"] = max_tokens;
 
   json::array system;
@@ -634,9 +647,11 @@ json::object WriteRequest(const Request& r, std::string_view model, bool stream)
     for (const std::string& s : r.stop) stop.push_back(json::string(s));
     out["stop_sequences"] = std::move(stop);
   }
-  // Anthropic refuses sampling changes while thinking.
-  if (r.temperature && !thinking) out["temperature"] = *r.temperature;
-  if (r.top_p && (!thinking || *r.top_p >= 0.95)) out["top_p"] = *r.top_p;
+  // Anthropic refuses sampling changes while thinking, and current models take either
+  // temperature or top_p.
+  const bool temperature = r.temperature && !thinking;
+  if (temperature) out["temperature"] = *r.temperature;
+  if (r.top_p && !temperature && (!thinking || *r.top_p >= 0.95)) out["top_p"] = *r.top_p;
   if (r.top_k && !thinking) out["top_k"] = *r.top_k;
   if (stream) out["stream"] = true;
   if (!r.tools.empty()) {
@@ -644,10 +659,10 @@ json::object WriteRequest(const Request& r, std::string_view model, bool stream)
     for (const Tool& t : r.tools) {
       json::object tool{{"name", t.name}};
       if (!t.description.empty()) tool["description"] = t.description;
-      tool["input_schema"] = t.parameters.is_object()
-                                 ? t.parameters
-                                 : json::value(json::object{{"type", "object"},
-                                                            {"properties", json::object()}});
+      tool["input_schema"] =
+          t.parameters.is_object()
+              ? t.parameters
+              : json::value(json::object{{"type", "object"}, {"properties", json::object()}});
       tools.push_back(std::move(tool));
     }
     out["tools"] = std::move(tools);

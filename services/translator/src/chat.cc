@@ -105,7 +105,8 @@ Block GeminiCarrier(std::string_view signature) {
   return b;
 }
 
-void ReadAssistant(const json::object& m, std::vector<Block>* out) {
+// `seed` makes the ids given to calls that came without one unique.
+void ReadAssistant(const json::object& m, std::string_view seed, std::vector<Block>* out) {
   ReadReasoning(m, out);
   if (const json::value* c = Find(m, "content")) {
     std::vector<Block> parts;
@@ -131,6 +132,7 @@ void ReadAssistant(const json::object& m, std::vector<Block>* out) {
       b.kind = Kind::kToolCall;
       b.id.assign(GetString(*tc, "id"));
       b.name.assign(GetString(*fn, "name"));
+      if (b.id.empty()) b.id = DeriveId("call_", absl::StrCat(AV(seed), ":", out->size()));
       if (const json::value* a = Find(*fn, "arguments")) {
         b.arguments = a->is_string() ? std::string(AsString(*a)) : Serialize(*a);
       }
@@ -140,7 +142,7 @@ void ReadAssistant(const json::object& m, std::vector<Block>* out) {
     Block b;
     b.kind = Kind::kToolCall;
     b.name.assign(GetString(*fc, "name"));
-    b.id = DeriveId("call_", b.name);
+    b.id = DeriveId("call_", absl::StrCat(AV(seed), ":", b.name));
     b.arguments.assign(GetString(*fc, "arguments"));
     out->push_back(std::move(b));
   }
@@ -149,13 +151,13 @@ void ReadAssistant(const json::object& m, std::vector<Block>* out) {
 Usage ReadUsage(const json::object& u) {
   Usage usage;
   usage.present = true;
-  usage.input = GetInt(u, "prompt_tokens").value_or(0);
-  usage.output = GetInt(u, "completion_tokens").value_or(0);
+  usage.input = GetCount(u, "prompt_tokens");
+  usage.output = GetCount(u, "completion_tokens");
   if (const json::object* d = GetObject(u, "prompt_tokens_details")) {
-    usage.cached = GetInt(*d, "cached_tokens").value_or(0);
+    usage.cached = GetCount(*d, "cached_tokens");
   }
   if (const json::object* d = GetObject(u, "completion_tokens_details")) {
-    usage.reasoning = GetInt(*d, "reasoning_tokens").value_or(0);
+    usage.reasoning = GetCount(*d, "reasoning_tokens");
   }
   return usage;
 }
@@ -182,11 +184,11 @@ json::value ContentValue(const std::vector<Block>& blocks) {
         parts.push_back(json::object{
             {"type", "input_audio"},
             {"input_audio", json::object{{"data", b.data}, {"format", b.mime.substr(6)}}}});
-      } else if (!b.url.empty() || absl::StartsWith(b.mime, "image/") || b.mime.empty()) {
+      } else if (absl::StartsWith(b.mime, "image/") || b.mime.empty()) {
         json::object iu{{"url", MediaUrl(b)}};
         if (!b.detail.empty()) iu["detail"] = b.detail;
         parts.push_back(json::object{{"type", "image_url"}, {"image_url", std::move(iu)}});
-      } else {
+      } else if (b.url.empty()) {
         json::object file;
         if (!b.filename.empty()) file["filename"] = b.filename;
         file["file_data"] = MediaUrl(b);
@@ -217,12 +219,12 @@ void WriteAssistant(const std::vector<Block>& blocks, json::object* msg) {
     const Block& b = blocks[i];
     switch (b.kind) {
       case Kind::kText:
-      case Kind::kMedia:
         texts.push_back(b);
         break;
+      case Kind::kMedia:
+        break;  // Chat assistant messages hold text only
       case Kind::kThinking:
-        if (IsGeminiCarrier(b) && i + 1 < blocks.size() &&
-            blocks[i + 1].kind == Kind::kToolCall) {
+        if (IsGeminiCarrier(b) && i + 1 < blocks.size() && blocks[i + 1].kind == Kind::kToolCall) {
           break;  // written on the tool call
         }
         reasoning.append(b.text);
@@ -234,12 +236,12 @@ void WriteAssistant(const std::vector<Block>& blocks, json::object* msg) {
         thinking_blocks.push_back(ThinkingBlockJson(b));
         break;
       case Kind::kToolCall: {
-        json::object call{{"id", b.id},
-                          {"type", "function"},
-                          {"function", json::object{{"name", b.name},
-                                                    {"arguments", b.arguments.empty()
-                                                                      ? std::string("{}")
-                                                                      : b.arguments}}}};
+        json::object call{
+            {"id", b.id},
+            {"type", "function"},
+            {"function",
+             json::object{{"name", b.name},
+                          {"arguments", b.arguments.empty() ? std::string("{}") : b.arguments}}}};
         if (i > 0 && IsGeminiCarrier(blocks[i - 1])) {
           call["extra_content"] = json::object{
               {"google", json::object{{"thought_signature", blocks[i - 1].signature}}}};
@@ -268,13 +270,6 @@ json::object UsageJson(const Usage& u) {
       {"completion_tokens_details", json::object{{"reasoning_tokens", u.reasoning}}}};
 }
 
-bool IsReasoningModel(std::string_view model) {
-  const size_t slash = model.rfind('/');
-  if (slash != std::string_view::npos) model.remove_prefix(slash + 1);
-  return absl::StartsWith(AV(model), "o1") || absl::StartsWith(AV(model), "o3") ||
-         absl::StartsWith(AV(model), "o4") || absl::StartsWith(AV(model), "gpt-5");
-}
-
 // --- Stream reader --------------------------------------------------------------------
 
 class Reader final : public StreamReader {
@@ -300,6 +295,7 @@ class Reader final : public StreamReader {
       if (head.id.empty()) head.id = DeriveId("chatcmpl-", data);
       head.model.assign(GetString(chunk, "model"));
       head.created = GetInt(chunk, "created").value_or(0);
+      id_ = head.id;
       d_.Start(head);
     }
     if (const json::object* u = GetObject(chunk, "usage")) usage_ = ReadUsage(*u);
@@ -356,9 +352,10 @@ class Reader final : public StreamReader {
         std::string_view text = GetString(*o, "thinking");
         const int index = OpenKind(Kind::kThinking);
         d_.Delta(index, text);
+        b.kind = Kind::kThinking;
         DecodeToken(GetString(*o, "signature"), Origin::kAnthropic, &b);
-        if (!b.signature.empty()) {
-          d_.Signature(index, b.signature, b.origin, b.item_id);
+        if (!b.signature.empty() || b.kind == Kind::kRedacted) {
+          d_.Signature(index, b);
           CloseCurrent();
         }
       }
@@ -378,13 +375,13 @@ class Reader final : public StreamReader {
             Block carrier;
             carrier.kind = Kind::kThinking;
             const int ci = d_.Open(carrier);
-            d_.Signature(ci, sig, Origin::kGemini, "");
+            d_.Signature(ci, GeminiCarrier(sig));
             d_.Close(ci);
           }
           Block head;
           head.kind = Kind::kToolCall;
           head.id.assign(GetString(*tc, "id"));
-          if (head.id.empty()) head.id = DeriveId("call_", absl::StrCat(key, ":", tools_.size()));
+          if (head.id.empty()) head.id = DeriveId("call_", absl::StrCat(id_, ":", key));
           if (fn != nullptr) head.name.assign(GetString(*fn, "name"));
           it = tools_.emplace(key, d_.Open(head)).first;
           current_ = it->second;
@@ -396,6 +393,7 @@ class Reader final : public StreamReader {
   }
 
   SinkDriver d_;
+  std::string id_;
   int current_ = -1;
   Kind current_kind_ = Kind::kText;
   std::map<int64_t, int> tools_;
@@ -409,11 +407,14 @@ class Reader final : public StreamReader {
 class Writer final : public StreamSink {
  public:
   Writer(std::string* out, std::string model, const StreamOptions& options)
-      : out_(out), model_(std::move(model)), include_usage_(options.include_usage) {}
+      : out_(out),
+        model_(std::move(model)),
+        include_usage_(options.include_usage),
+        now_(options.created) {}
 
   void Start(const StreamHead& head) override {
     id_ = head.id.empty() ? DeriveId("chatcmpl-", model_) : head.id;
-    created_ = head.created > 0 ? head.created : NowSeconds();
+    created_ = head.created > 0 ? head.created : now_ > 0 ? now_ : NowSeconds();
     Chunk(json::object{{"role", "assistant"}, {"content", ""}});
   }
 
@@ -452,40 +453,33 @@ class Writer final : public StreamSink {
         break;
       case Kind::kToolCall:
         s.has_text = true;
-        Chunk(json::object{
-            {"tool_calls",
-             json::array{json::object{{"index", s.tool_index},
-                                      {"function", json::object{{"arguments", text}}}}}}});
+        Chunk(json::object{{"tool_calls", json::array{json::object{
+                                              {"index", s.tool_index},
+                                              {"function", json::object{{"arguments", text}}}}}}});
         break;
       default:
         break;
     }
   }
 
-  void Signature(int index, std::string_view token, Origin origin,
-                 std::string_view item_id) override {
+  void Signature(int index, const Block& token) override {
     State& s = blocks_[index];
-    Block b;
-    b.kind = Kind::kThinking;
-    b.signature.assign(token);
-    b.origin = origin;
-    b.item_id.assign(item_id);
-    if (!s.has_text && origin == Origin::kGemini) {
-      FlushCarrier();
-      carrier_.assign(token);
+    FlushCarrier();
+    if (!s.has_text && token.kind == Kind::kThinking && token.origin == Origin::kGemini) {
+      carrier_ = token.signature;
       return;
     }
-    FlushCarrier();
-    Chunk(json::object{{"thinking_blocks", json::array{ThinkingBlockJson(b)}}});
+    Block signature = token;
+    signature.text.clear();  // the text went out as reasoning_content
+    Chunk(json::object{{"thinking_blocks", json::array{ThinkingBlockJson(signature)}}});
   }
 
   void BlockStop(int index) override {
     State& s = blocks_[index];
     if (s.kind == Kind::kToolCall && !s.has_text) {
-      Chunk(json::object{
-          {"tool_calls",
-           json::array{json::object{{"index", s.tool_index},
-                                    {"function", json::object{{"arguments", "{}"}}}}}}});
+      Chunk(json::object{{"tool_calls", json::array{json::object{
+                                            {"index", s.tool_index},
+                                            {"function", json::object{{"arguments", "{}"}}}}}}});
     }
   }
 
@@ -517,10 +511,8 @@ class Writer final : public StreamSink {
   };
 
   json::object Head() const {
-    return json::object{{"id", id_},
-                        {"object", "chat.completion.chunk"},
-                        {"created", created_},
-                        {"model", model_}};
+    return json::object{
+        {"id", id_}, {"object", "chat.completion.chunk"}, {"created", created_}, {"model", model_}};
   }
 
   void Chunk(json::object delta, std::string_view finish = {}) {
@@ -546,6 +538,7 @@ class Writer final : public StreamSink {
   std::string* out_;
   std::string model_;
   bool include_usage_;
+  int64_t now_;
   std::string id_;
   int64_t created_ = 0;
   std::map<int, State> blocks_;
@@ -578,7 +571,7 @@ absl::StatusOr<Request> ReadRequest(const json::object& body) {
       if (const json::value* c = Find(*m, "content")) ReadParts(*c, &msg.blocks);
     } else if (role == "assistant") {
       msg.role = Role::kAssistant;
-      ReadAssistant(*m, &msg.blocks);
+      ReadAssistant(*m, absl::StrCat("request:", r.messages.size()), &msg.blocks);
     } else if (role == "tool" || role == "function") {
       Block b;
       b.kind = Kind::kToolResult;
@@ -693,7 +686,8 @@ json::object WriteRequest(const Request& r, std::string_view model, bool stream)
       case Role::kSystem:
       case Role::kDeveloper:
         // "developer" is not known to most OpenAI-compatible providers.
-        messages.push_back(json::object{{"role", "system"}, {"content", JoinText(m.blocks, "\n\n")}});
+        messages.push_back(
+            json::object{{"role", "system"}, {"content", JoinText(m.blocks, "\n\n")}});
         break;
       case Role::kUser: {
         std::vector<Block> rest;
@@ -727,28 +721,31 @@ json::object WriteRequest(const Request& r, std::string_view model, bool stream)
   }
   out["messages"] = std::move(messages);
   if (r.max_tokens) {
-    out[IsReasoningModel(model) ? "max_completion_tokens" : "max_tokens"] = *r.max_tokens;
+    out[IsOpenAiReasoningModel(model) ? "max_completion_tokens" : "max_tokens"] = *r.max_tokens;
   }
-  if (r.temperature) out["temperature"] = *r.temperature;
-  if (r.top_p) out["top_p"] = *r.top_p;
+  // OpenAI's reasoning models refuse sampling parameters.
+  const bool sampling = !IsOpenAiReasoningModel(model);
+  if (r.temperature && sampling) out["temperature"] = *r.temperature;
+  if (r.top_p && sampling) out["top_p"] = *r.top_p;
   if (r.n) out["n"] = *r.n;
   if (!r.stop.empty()) {
+    // OpenAI takes up to four.
     json::array stop;
-    for (const std::string& s : r.stop) stop.push_back(json::string(s));
+    for (size_t i = 0; i < r.stop.size() && i < 4; ++i) stop.push_back(json::string(r.stop[i]));
     out["stop"] = std::move(stop);
   }
   if (r.seed) out["seed"] = *r.seed;
-  if (r.presence_penalty) out["presence_penalty"] = *r.presence_penalty;
-  if (r.frequency_penalty) out["frequency_penalty"] = *r.frequency_penalty;
+  if (r.presence_penalty && sampling) out["presence_penalty"] = *r.presence_penalty;
+  if (r.frequency_penalty && sampling) out["frequency_penalty"] = *r.frequency_penalty;
   if (!r.tools.empty()) {
     json::array tools;
     for (const Tool& t : r.tools) {
       json::object fn{{"name", t.name}};
       if (!t.description.empty()) fn["description"] = t.description;
-      fn["parameters"] = t.parameters.is_null()
-                             ? json::value(json::object{{"type", "object"},
-                                                        {"properties", json::object()}})
-                             : t.parameters;
+      fn["parameters"] =
+          t.parameters.is_null()
+              ? json::value(json::object{{"type", "object"}, {"properties", json::object()}})
+              : t.parameters;
       if (t.strict) fn["strict"] = *t.strict;
       tools.push_back(json::object{{"type", "function"}, {"function", std::move(fn)}});
     }
@@ -771,8 +768,10 @@ json::object WriteRequest(const Request& r, std::string_view model, bool stream)
     case ToolChoice::Mode::kUnset:
       break;
   }
-  if (r.parallel_tool_calls && !r.tools.empty()) out["parallel_tool_calls"] = *r.parallel_tool_calls;
-  if (r.thinking == ThinkingMode::kEnabled || r.thinking == ThinkingMode::kAdaptive) {
+  if (r.parallel_tool_calls && !r.tools.empty())
+    out["parallel_tool_calls"] = *r.parallel_tool_calls;
+  if ((r.thinking == ThinkingMode::kEnabled || r.thinking == ThinkingMode::kAdaptive) &&
+      !IsOpenAiNonReasoningModel(model)) {
     std::string effort = r.effort;
     if (effort == "max" || effort == "xhigh") effort = "high";
     if (effort.empty()) effort = r.budget ? EffortForBudget(*r.budget) : "medium";
@@ -787,7 +786,8 @@ json::object WriteRequest(const Request& r, std::string_view model, bool stream)
       if (!r.schema_description.empty()) js["description"] = r.schema_description;
       js["schema"] = r.schema;
       if (r.schema_strict) js["strict"] = *r.schema_strict;
-      out["response_format"] = json::object{{"type", "json_schema"}, {"json_schema", std::move(js)}};
+      out["response_format"] =
+          json::object{{"type", "json_schema"}, {"json_schema", std::move(js)}};
       break;
     }
     case OutputFormat::kText:
@@ -820,7 +820,10 @@ absl::StatusOr<Response> ReadResponse(const json::object& body) {
     const json::object* c = cv.if_object();
     if (c == nullptr) continue;
     Choice choice;
-    if (const json::object* m = GetObject(*c, "message")) ReadAssistant(*m, &choice.blocks);
+    if (const json::object* m = GetObject(*c, "message")) {
+      ReadAssistant(*m, absl::StrCat(r.id.empty() ? Serialize(body) : r.id, ":", r.choices.size()),
+                    &choice.blocks);
+    }
     choice.stop = FromOpenAiFinishReason(GetString(*c, "finish_reason"));
     r.choices.push_back(std::move(choice));
   }

@@ -10,8 +10,8 @@ namespace omniroute::translator {
 namespace {
 
 absl::Status NotConvertible(Format from, Format to) {
-  return absl::InvalidArgumentError(absl::StrCat("Cannot convert from ", AV(FormatName(from)),
-                                                 " to ", AV(FormatName(to))));
+  return absl::InvalidArgumentError(
+      absl::StrCat("Cannot convert from ", AV(FormatName(from)), " to ", AV(FormatName(to))));
 }
 
 absl::StatusOr<Request> ReadRequest(Format f, const json::object& body) {
@@ -116,9 +116,8 @@ class Converter final : public StreamConverter {
   // Interface
   absl::Status Feed(std::string_view bytes, std::string* out) override {
     if (ended_) return absl::FailedPreconditionError("stream already finished");
-    absl::Status s = parser_.Feed(bytes, [this](const SseEvent& e) {
-      reader_->Event(e.event, e.data);
-    });
+    absl::Status s =
+        parser_.Feed(bytes, [this](const SseEvent& e) { reader_->Event(e.event, e.data); });
     Drain(out);
     return s;
   }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -25,6 +26,9 @@ struct StreamOptions {
   // OpenAI Chat clients: end with a usage chunk (choices []) before [DONE]. The converter
   // cannot see the client's stream_options, so it sends usage unless told otherwise.
   bool include_usage = true;
+  // Timestamp (seconds since the epoch) for `created` fields when the upstream gave none;
+  // 0 reads the clock.
+  int64_t created = 0;
 };
 
 // Converts one provider SSE stream into the client's SSE format, piece by piece.

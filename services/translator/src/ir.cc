@@ -90,6 +90,27 @@ std::string EffortForBudget(int64_t budget) {
   return "high";
 }
 
+namespace {
+
+std::string_view BareModel(std::string_view model) {
+  const size_t slash = model.rfind('/');
+  if (slash != std::string_view::npos) model.remove_prefix(slash + 1);
+  return model;
+}
+
+}  // namespace
+
+bool IsOpenAiReasoningModel(std::string_view model) {
+  const absl::string_view m = AV(BareModel(model));
+  return absl::StartsWith(m, "o1") || absl::StartsWith(m, "o3") || absl::StartsWith(m, "o4") ||
+         absl::StartsWith(m, "gpt-5");
+}
+
+bool IsOpenAiNonReasoningModel(std::string_view model) {
+  const absl::string_view m = AV(BareModel(model));
+  return absl::StartsWith(m, "gpt-4") || absl::StartsWith(m, "gpt-3.5");
+}
+
 std::string_view OpenAiFinishReason(StopReason r) {
   switch (r) {
     case StopReason::kLength:
@@ -176,10 +197,9 @@ void SinkDriver::Delta(int index, std::string_view text) {
   sink_->Delta(index, text);
 }
 
-void SinkDriver::Signature(int index, std::string_view token, Origin origin,
-                           std::string_view item_id) {
-  if (!IsOpen(index) || token.empty()) return;
-  sink_->Signature(index, token, origin, item_id);
+void SinkDriver::Signature(int index, const Block& token) {
+  if (!IsOpen(index) || (token.signature.empty() && token.data.empty())) return;
+  sink_->Signature(index, token);
 }
 
 void SinkDriver::Close(int index) {
@@ -197,7 +217,8 @@ void SinkDriver::Finish(StopReason stop, std::string_view stop_sequence, const U
   if (!started_) Start(StreamHead{});
   CloseAll();
   finished_ = true;
-  if (stop == StopReason::kUnset) stop = saw_tool_call_ ? StopReason::kToolCalls : StopReason::kStop;
+  if (stop == StopReason::kUnset)
+    stop = saw_tool_call_ ? StopReason::kToolCalls : StopReason::kStop;
   sink_->Finish(stop, stop_sequence, usage);
 }
 

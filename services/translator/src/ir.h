@@ -43,9 +43,9 @@ struct Block {
   std::string item_id;  // Responses reasoning item id
 
   // kToolCall / kToolResult
-  std::string id;         // call id; for a result, the call it answers
-  std::string name;       // function name
-  std::string arguments;  // kToolCall: JSON text of the arguments
+  std::string id;              // call id; for a result, the call it answers
+  std::string name;            // function name
+  std::string arguments;       // kToolCall: JSON text of the arguments
   std::vector<Block> content;  // kToolResult: text and media
   bool is_error = false;
 
@@ -156,17 +156,23 @@ bool IsGeminiCarrier(const Block& b);
 
 // Anthropic thinking budget for an OpenAI effort: low/medium/high → 1024/10240/131072.
 int64_t BudgetForEffort(std::string_view effort);
-// The effort whose budget is closest from below: ≤1024 low, ≤10240 medium, else high.
+// The effort for a thinking budget: ≤1024 low, ≤10240 medium, else high.
 std::string EffortForBudget(int64_t budget);
 
-// Stop reason names.
+// OpenAI model families, by name (a "provider/" prefix is ignored): reasoning models (o1,
+// o3, o4, gpt-5) refuse sampling parameters; GPT-4 and GPT-3.5 refuse reasoning effort.
+bool IsOpenAiReasoningModel(std::string_view model);
+bool IsOpenAiNonReasoningModel(std::string_view model);
+
+// OpenAI Chat finish reasons.
 std::string_view OpenAiFinishReason(StopReason r);
 StopReason FromOpenAiFinishReason(std::string_view s);
 
 // Current time in seconds since the epoch.
 int64_t NowSeconds();
 
-// Tool call ids by call, for formats that need a function name beside a result.
+// The function name of the tool call `id` in `messages` (latest first); empty if none.
+// For formats that need a name beside a tool result.
 std::string FindToolName(const std::vector<Message>& messages, std::string_view id);
 
 // A media block as a URL: its own, or a data URL of its payload.
@@ -196,9 +202,9 @@ class StreamSink {
   virtual void BlockStart(int index, const Block& head) = 0;
   // Text, reasoning text or argument JSON, by the block's kind.
   virtual void Delta(int index, std::string_view text) = 0;
-  // The reasoning block's token (bare, as issued by `origin`).
-  virtual void Signature(int index, std::string_view token, Origin origin,
-                         std::string_view item_id) = 0;
+  // The reasoning block's token: `token.kind` is kThinking (signature, origin and item id
+  // as issued) or kRedacted (data).
+  virtual void Signature(int index, const Block& token) = 0;
   virtual void BlockStop(int index) = 0;
   // The answer is complete. Writers close open blocks and end the stream.
   virtual void Finish(StopReason stop, std::string_view stop_sequence, const Usage& usage) = 0;
@@ -230,7 +236,7 @@ class SinkDriver {
   int Open(const Block& head);
   bool IsOpen(int index) const;
   void Delta(int index, std::string_view text);
-  void Signature(int index, std::string_view token, Origin origin, std::string_view item_id);
+  void Signature(int index, const Block& token);
   void Close(int index);
   void CloseAll();
   void Finish(StopReason stop, std::string_view stop_sequence, const Usage& usage);

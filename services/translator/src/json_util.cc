@@ -194,6 +194,12 @@ std::optional<int64_t> GetInt(const json::object& o, std::string_view key) {
   return v == nullptr ? std::nullopt : AsInt(*v);
 }
 
+int64_t GetCount(const json::object& o, std::string_view key) {
+  constexpr int64_t kMax = int64_t{1} << 50;
+  const int64_t v = GetInt(o, key).value_or(0);
+  return v < 0 ? 0 : v > kMax ? kMax : v;
+}
+
 std::optional<double> GetNumber(const json::object& o, std::string_view key) {
   const json::value* v = Find(o, key);
   if (v == nullptr) return std::nullopt;

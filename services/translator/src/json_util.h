@@ -1,11 +1,10 @@
 #pragma once
 
+#include <boost/json.hpp>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include <boost/json.hpp>
 
 #include "absl/status/statusor.h"
 
@@ -33,6 +32,9 @@ std::optional<int64_t> GetInt(const json::object& o, std::string_view key);
 std::optional<double> GetNumber(const json::object& o, std::string_view key);
 std::optional<bool> GetBool(const json::object& o, std::string_view key);
 std::optional<int64_t> AsInt(const json::value& v);
+// A token count: absent, negative or absurd values read as 0 or are capped at 2^50, so
+// sums of counts cannot overflow.
+int64_t GetCount(const json::object& o, std::string_view key);
 std::string_view AsString(const json::value& v);
 
 // A JSON value that is an object with no members, for defaults.

@@ -2,21 +2,48 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/strings.h"
+#include "convert.h"
 
 namespace omniroute::translator {
 namespace {
 
 absl::Status Unsupported(Format from, Format to) {
   return absl::UnimplementedError(absl::StrCat("translation from ", AV(FormatName(from)), " to ",
-                                               AV(FormatName(to)), " is not supported yet"));
+                                               AV(FormatName(to)), " is not supported"));
+}
+
+bool Supported(Format from, Format to) {
+  return from == to || (IsConvertible(from) && IsConvertible(to));
 }
 
 // Same format on both sides: bytes pass through unchanged.
 class PassThroughStream final : public StreamTranslation {
  public:
+  // Interface
   void Push(std::string data, bool last, Callback<std::string> done) override {
     done(std::move(data));
   }
+};
+
+// Different formats: the conversion library's per-stream state machine.
+class ConvertingStream final : public StreamTranslation {
+ public:
+  explicit ConvertingStream(StreamConverterPtr converter) : converter_(std::move(converter)) {}
+
+  // Interface
+  void Push(std::string data, bool last, Callback<std::string> done) override {
+    std::string out;
+    absl::Status s = converter_->Feed(data, &out);
+    if (s.ok() && last) s = converter_->Finish(&out);
+    if (!s.ok()) {
+      done(s);
+      return;
+    }
+    done(std::move(out));
+  }
+
+ private:
+  StreamConverterPtr converter_;
 };
 
 class LocalTranslator final : public Translator {
@@ -24,30 +51,51 @@ class LocalTranslator final : public Translator {
   // Interface
   void TranslateRequest(const v1::TranslateRequestIn& in,
                         Callback<v1::TranslateRequestOut> done) override {
-    if (in.from() != in.to()) {
+    if (!Supported(in.from(), in.to())) {
       done(Unsupported(in.from(), in.to()));
       return;
     }
     v1::TranslateRequestOut out;
-    out.set_body(in.body());
+    if (in.from() == in.to()) {
+      out.set_body(in.body());
+    } else {
+      absl::StatusOr<std::string> body =
+          ConvertRequest(in.from(), in.to(), in.body(), in.upstream_model(), in.stream());
+      if (!body.ok()) {
+        done(body.status());
+        return;
+      }
+      out.set_body(std::move(body).value());
+    }
     out.set_path(UpstreamPath(in.to(), in.upstream_model(), in.stream()));
     done(std::move(out));
   }
 
   void TranslateResponse(const v1::TranslateResponseIn& in,
                          Callback<v1::TranslateResponseOut> done) override {
-    if (in.from() != in.to()) {
+    if (!Supported(in.from(), in.to())) {
       done(Unsupported(in.from(), in.to()));
       return;
     }
     v1::TranslateResponseOut out;
-    out.set_body(in.body());
+    if (in.from() == in.to()) {
+      out.set_body(in.body());
+    } else {
+      absl::StatusOr<std::string> body = ConvertResponse(in.from(), in.to(), in.body(), in.model());
+      if (!body.ok()) {
+        done(body.status());
+        return;
+      }
+      out.set_body(std::move(body).value());
+    }
     done(std::move(out));
   }
 
   StreamTranslationPtr OpenStream(Format from, Format to, const std::string& model) override {
-    if (from != to) return nullptr;
-    return std::make_unique<PassThroughStream>();
+    if (from == to) return std::make_unique<PassThroughStream>();
+    StreamConverterPtr converter = StreamConverter::Make(from, to, model);
+    if (converter == nullptr) return nullptr;
+    return std::make_unique<ConvertingStream>(std::move(converter));
   }
 };
 
