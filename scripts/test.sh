@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: installs the dependencies, configures and builds with CMake/Ninja (ccache),
-# runs the unit tests (ctest), then the integration tests (node's test runner against real
-# processes on loopback). Prints how long each stage took; exits non-zero if any failed.
+# runs the unit tests (ctest), checks the deploy files (scripts/check-deploy.sh), then the
+# integration tests (node's test runner against real processes on loopback). Prints how
+# long each stage took; exits non-zero if any failed.
 #
 # Environment:
 #   OMNI_BUILD_DIR      build directory (default <repo>/build)
@@ -105,6 +106,10 @@ if [ "$built" -eq 1 ]; then
 else
   skip_stage unit "nothing built"
 fi
+
+# Deploy files (Dockerfile, compose, Kubernetes, Helm, dashboard), checked offline; uses
+# the binaries when they were built.
+stage deploy bash scripts/check-deploy.sh
 
 if stage npm npm ci --prefix tests/integration --no-audit --no-fund; then
   if [ "$built" -eq 1 ]; then
