@@ -58,7 +58,13 @@ int main(int argc, char** argv) {
                                                 : router::MakeRedisStateStore((*config)->redis.url));
   services.accounts = accounts::MakeLocalAccounts(*config, *registry);
   services.translator = translator::MakeLocalTranslator();
-  services.usage = usage::MakeLocalUsage(std::move(store).value());
+  auto usage_impl =
+      usage::MakeLocalUsage(std::move(store).value(), usage::LocalUsageOptionsFromConfig(**config));
+  if (!usage_impl.ok()) {
+    LogError("cannot start usage", {{"error", SV(usage_impl.status().message())}});
+    return 1;
+  }
+  services.usage = *std::move(usage_impl);
   services.in_process = true;
   return edge::RunEdgeUntilSignal(*config, std::move(services), "all-in-one");
 }

@@ -53,7 +53,7 @@ export function fmtWrkErrors(result) {
   return Object.entries(result.errors).filter(([, v]) => v).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
 }
 
-// The smaller file sizes wrk's Lua reads each thread: keep them as files, not env.
+// Writes a request body where post.lua reads it (BENCH_BODY_FILE).
 export function writeBody(dir, name, body) {
   const p = path.join(dir, `${name}.json`);
   fs.writeFileSync(p, typeof body === 'string' ? body : JSON.stringify(body));

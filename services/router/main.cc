@@ -25,7 +25,11 @@ int main(int argc, char** argv) {
           ASSIGN_OR_RETURN(state, router::MakeRedisStateStore(config->redis.url,
                                                               router::RedisStateStoreOptions()));
         }
-        router::RouterPtr impl = router::MakeLocalRouter(config, registry, std::move(state));
+        // Calls run on the gRPC service's own threads, so reports may wait on Redis there.
+        router::RouterOptions options;
+        options.async_reports = false;
+        router::RouterPtr impl =
+            router::MakeLocalRouter(config, registry, std::move(state), std::move(options));
         return cli::ServiceWiring{router::MakeRouterGrpcService(std::move(impl)), nullptr};
       });
 }

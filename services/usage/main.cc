@@ -33,7 +33,13 @@ int main(int argc, char** argv) {
           LogInfo("usage store", {{"kind", "sqlite"}, {"path", config->storage.sqlite_path}});
         }
         RETURN_IF_ERROR(store->Migrate());
-        usage::UsagePtr impl = usage::MakeLocalUsage(std::move(store));
+        usage::LocalUsageOptions options = usage::LocalUsageOptionsFromConfig(*config);
+        // Budget spend and reservations are shared through Redis when it is configured, so
+        // that every replica of the usage service agrees.
+        options.redis_url = config->redis.url;
+        LogInfo("usage spool", {{"dir", options.spool_dir}});
+        ASSIGN_OR_RETURN(usage::UsagePtr impl,
+                         usage::MakeLocalUsage(std::move(store), std::move(options)));
         return cli::ServiceWiring{
             usage::MakeUsageGrpcService(impl), [impl] {
               const size_t pending = impl->Flush(std::chrono::seconds(10));

@@ -46,7 +46,7 @@ function gatewayConfig({ mockBaseURL, deadPort }) {
       { provider: 'dead2', name: 'only', api_key: 'sk-dead', priority: 1 },
     ],
     api_keys: [{ name: 'integration', key: CLIENT_KEY }],
-    resilience: { cooldown: { base_ms: 1000, oauth_base_ms: 1000, max_ms: 5000, max_backoff_steps: 3 } },
+    resilience: { cooldown: { base_ms: 1000, max_ms: 5000, max_backoff_steps: 3 } },
   };
 }
 

@@ -16,7 +16,12 @@
 //   POST /v1/messages                        Anthropic Messages (JSON and SSE)
 //   POST /v1beta/models/{m}:generateContent  Gemini (also :streamGenerateContent[?alt=sse])
 //   GET  /v1beta/models                      Gemini model list
-// The answer text is deterministic: "echo: <text of the last user message>".
+// The answer is deterministic: "echo: <text of the last user message>", or tool calls and
+// reasoning when the conversation asks for them (see "scripted answers" below), in each
+// format's own shapes, JSON and SSE. Like the real providers it checks what a request sends
+// back: Anthropic thinking signatures, Gemini thought signatures (required on Gemini 3 calls),
+// Responses encrypted_content, and that tool results answer the calls before them; a refused
+// request gets the provider's own 400 and its record carries `refused` (the error body).
 //
 // Control endpoints (never recorded)
 //   GET    /_mock/requests[?since=SEQ]  recorded requests, oldest first
@@ -24,7 +29,8 @@
 //   POST   /_mock/faults                queue a fault (object, or an array of them)
 //   GET    /_mock/faults                the queue
 //   DELETE /_mock/faults                clear the queue
-//   POST   /_mock/config                {"keys":[..]|null, "models":[..]}
+//   POST   /_mock/config                {"keys":[..]|null, "models":[..], "answer":{..}}
+//                                       (answer: default options of every answer, as in a fault)
 //   POST   /_mock/reset                 requests, faults and config back to the start
 //   GET    /_mock/stats                 counters (requests, in flight, max in flight)
 //   GET    /_mock/health                200
@@ -34,9 +40,18 @@
 // "times": 1 (-1 = forever), "delay_ms": N (before the answer starts),
 // "chunk_delay_ms": N (between stream events), "cut_after_chunks": N (stream: send N
 // events, then destroy the socket), "drop_connection": true (destroy without answering),
-// "reply": "text" (answer text), "usage": {...} (token counts to report)}.
+// "reply": "text" (answer text), "usage": {...} (token counts to report, merged over the
+// native usage object), "thinking": true | "text" (reason first), "tool_calls": [{"name",
+// "arguments": {..}}] (answer with these calls unless the conversation ends with tool
+// results), "cached_tokens": N (report N input tokens read from cache)}. "match" may also
+// have "body_contains": "text" (the raw request body contains it).
 // A fault without "status" changes how the normal answer is given. The first queued fault
 // that matches a request applies to it.
+//
+// Each answered request's record has `answer`: {text, reasoning, tool_calls: [{id, name,
+// arguments}], usage: {input, cached, output, reasoning, ...} with OpenAI's meaning, and the
+// opaque token issued: signature (Anthropic), thought_signature (Gemini), encrypted_content
+// (Responses)}.
 
 import http from 'node:http';
 import crypto from 'node:crypto';
@@ -89,6 +104,432 @@ function clampPieces(all, maxTokens) {
   return { parts: all, truncated: false };
 }
 
+
+// ---- scripted answers: tool calls and reasoning ----------------------------------------
+//
+// What the mock answers is decided from the conversation, the same way in every format:
+//   - the conversation ends with tool results      → text "result: <r1> | <r2> ..."
+//   - else the last user text has "call tool NAME {json}" (once or more)
+//                                                  → those tool calls (after the text X of
+//                                                    'say "X"' if the user text has one)
+//   - else                                          → text "echo: <last user text>"
+// plus reasoning ("Thinking about: <same subject>") when the fault says `thinking: true`
+// (or a string: that reasoning text) or the last user text contains "[think]". Each format
+// shows reasoning as its real API does: Anthropic a thinking block with a signature (only
+// when the request enables thinking), Gemini thought parts (only with includeThoughts) and a
+// thoughtSignature on the first function call (else on the last text part), Responses a
+// reasoning item (summary only when reasoning.summary is set, encrypted_content only when
+// include has "reasoning.encrypted_content"), Chat `reasoning_content`.
+// The opaque tokens are HMACs of what they vouch for, and the mock checks the ones a
+// request sends back, as the providers do: a token altered on its way is refused with the
+// provider's own 400.
+
+const SIGNING_KEY = 'omniroute-mock-provider-signing-key-v1';
+
+function hmac(kind, payload) {
+  return crypto.createHmac('sha256', SIGNING_KEY).update(`${kind}\0${payload}`).digest();
+}
+
+function sha256(text) {
+  return crypto.createHash('sha256').update(text).digest();
+}
+
+// An id derived from `seed`: deterministic, so the same conversation gets the same ids.
+function derivedId(prefix, seed, n, alphabet = 'hex') {
+  const h = sha256(seed);
+  let s = alphabet === 'hex' ? h.toString('hex')
+    : Buffer.concat([h, sha256(`${seed}+`)]).toString('base64').replace(/[^A-Za-z0-9]/g, '');
+  while (s.length < n) s += s;
+  return prefix + s.slice(0, n);
+}
+
+// Anthropic thinking signature: bound to the thinking text, as Anthropic's are.
+export function anthropicSignature(thinking) {
+  return Buffer.concat([Buffer.from([0x12, 0xa3, 0x01]), hmac('anthropic-thinking', thinking),
+    sha256(`anthropic:${thinking}`)]).toString('base64');
+}
+
+// Gemini thoughtSignature: vouches for the part it sits on ("fc:<function name>" or "text").
+export function geminiSignature(binding) {
+  const b = Buffer.from(binding);
+  return Buffer.concat([Buffer.from([0x0a, b.length]), b, hmac('gemini-thought', binding)]).toString('base64');
+}
+
+// The binding of a Gemini signature, or null when it is not one the mock issued.
+function geminiSignatureBinding(sig) {
+  if (typeof sig !== 'string') return null;
+  const raw = Buffer.from(sig, 'base64');
+  if (raw.toString('base64') !== sig || raw.length < 34 || raw[0] !== 0x0a) return null;
+  const n = raw[1];
+  if (raw.length !== 2 + n + 32) return null;
+  const binding = raw.subarray(2, 2 + n).toString();
+  return crypto.timingSafeEqual(raw.subarray(2 + n), hmac('gemini-thought', binding)) ? binding : null;
+}
+
+// Responses encrypted_content: an opaque blob for reasoning item `id`.
+export function openaiEncryptedContent(id, thinking) {
+  const payload = Buffer.from(JSON.stringify({ id, r: sha256(thinking).toString('hex').slice(0, 16) }))
+    .toString('base64url');
+  return `gAAAAAB${payload}.${hmac('openai-reasoning', payload).toString('base64url')}`;
+}
+
+function openaiEncryptedContentValid(blob) {
+  if (typeof blob !== 'string' || !blob.startsWith('gAAAAAB')) return false;
+  const [payload, mac] = blob.slice(7).split('.');
+  return !!payload && mac === hmac('openai-reasoning', payload).toString('base64url');
+}
+
+// Index just past the JSON object starting at s[start] ('{'), or -1.
+function jsonObjectEnd(s, start) {
+  let depth = 0;
+  let inString = false;
+  for (let i = start; i < s.length; i++) {
+    const c = s[i];
+    if (inString) {
+      if (c === '\\') i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') {
+      inString = true;
+    } else if (c === '{') {
+      depth++;
+    } else if (c === '}') {
+      depth--;
+      if (depth === 0) return i + 1;
+    }
+  }
+  return -1;
+}
+
+// "call tool get_weather {"city":"Paris"} call tool now {}" → [{name, args}, ...].
+export function parseToolDirectives(text) {
+  const calls = [];
+  const re = /call tool ([A-Za-z_][A-Za-z0-9_.-]*)/g;
+  let m;
+  while ((m = re.exec(text))) {
+    let i = m.index + m[0].length;
+    while (i < text.length && /\s/.test(text[i])) i++;
+    let args = {};
+    if (text[i] === '{') {
+      const end = jsonObjectEnd(text, i);
+      if (end > 0) {
+        try {
+          args = JSON.parse(text.slice(i, end));
+          re.lastIndex = end;
+        } catch {
+          args = {};
+        }
+      }
+    }
+    calls.push({ name: m[1], args });
+  }
+  return calls;
+}
+
+// What to answer. `conv`: {lastUser, toolResults: [text]} as read from the request.
+function scriptAnswer(conv, opts) {
+  const { lastUser, toolResults } = conv;
+  let text = null;
+  let calls = [];
+  if (typeof opts.reply === 'string') {
+    text = opts.reply;
+  } else if (toolResults.length) {
+    text = `result: ${toolResults.join(' | ')}`;
+  } else if (Array.isArray(opts.tool_calls) && opts.tool_calls.length) {
+    calls = opts.tool_calls.map((c) => ({ name: String(c.name), args: c.arguments ?? c.args ?? {} }));
+  } else {
+    calls = parseToolDirectives(lastUser);
+    if (!calls.length) text = `echo: ${lastUser}`;
+    // 'say "Let me look." call tool ...': text before the calls, as models often write.
+    else text = /say "([^"]*)"/.exec(lastUser)?.[1] ?? null;
+  }
+  const wantThinking = opts.thinking === true || (typeof opts.thinking === 'string' && opts.thinking !== '') ||
+    /\[think\]/.test(lastUser);
+  const thinking = !wantThinking ? null : typeof opts.thinking === 'string' ? opts.thinking
+    : `Thinking about: ${toolResults.length ? toolResults.join(' | ') : lastUser}`;
+  const seed = `${conv.turns}|${lastUser}|${toolResults.join('|')}`;
+  const toolCalls = calls.map((c, i) => ({ name: c.name, args: c.args, json: JSON.stringify(c.args),
+    seed: `${seed}|${i}|${c.name}` }));
+  return { text, thinking, toolCalls };
+}
+
+// Tool-call arguments as a stream sends them: in three pieces (whole when short).
+function argumentPieces(json) {
+  if (json.length < 6) return [json];
+  const n = Math.ceil(json.length / 3);
+  return [json.slice(0, n), json.slice(n, 2 * n), json.slice(2 * n)].filter(Boolean);
+}
+
+// Token counts of an answer, with OpenAI's meaning (input includes cached, output includes
+// reasoning); each format reports them its own way.
+function answerUsage(input, answer, textTokens, reasoningShown, opts) {
+  const cached = Math.min(Math.max(0, Number(opts.cached_tokens) || 0), input);
+  const reasoning = answer.thinking && reasoningShown !== false ? pieces(answer.thinking).length : 0;
+  const tools = answer.toolCalls.reduce((n, c) => n + countTokens(c.name + c.json), 0);
+  return { input, cached, output: textTokens + reasoning + tools, reasoning, text: textTokens, tools };
+}
+
+function toolResultText(content) {
+  if (typeof content === 'string') return content;
+  if (Array.isArray(content)) return contentText(content);
+  return content == null ? '' : JSON.stringify(content);
+}
+
+// ---- reading the conversation of each format (and refusing what the provider refuses) --
+
+function chatConversation(body) {
+  const messages = Array.isArray(body.messages) ? body.messages : [];
+  let lastUser = '';
+  let promptText = '';
+  let pending = null;
+  const err = (message, i) => ({ status: 400, body: openaiError(400, message, 'invalid_request_error', null,
+    `messages.[${i}].role`) });
+  for (let i = 0; i < messages.length; i++) {
+    const m = messages[i];
+    const t = contentText(m?.content);
+    promptText += t;
+    if (m?.role === 'tool') {
+      if (!pending || !pending.has(m.tool_call_id)) {
+        return { error: err("Invalid parameter: messages with role 'tool' must be a response to a preceeding " +
+          "message with 'tool_calls'.", i) };
+      }
+      pending.delete(m.tool_call_id);
+      continue;
+    }
+    if (pending && pending.size) {
+      return { error: err("An assistant message with 'tool_calls' must be followed by tool messages responding " +
+        `to each 'tool_call_id'. The following tool_call_ids did not have response messages: ${[...pending].join(', ')}`,
+      i) };
+    }
+    pending = null;
+    if (m?.role === 'user' && t) lastUser = t;
+    if (m?.role === 'assistant' && Array.isArray(m.tool_calls) && m.tool_calls.length) {
+      pending = new Set(m.tool_calls.map((c) => c?.id));
+      promptText += JSON.stringify(m.tool_calls);
+    }
+  }
+  if (pending && pending.size && messages.at(-1)?.role === 'tool') {
+    return { error: err("An assistant message with 'tool_calls' must be followed by tool messages responding " +
+      `to each 'tool_call_id'. The following tool_call_ids did not have response messages: ${[...pending].join(', ')}`,
+    messages.length - 1) };
+  }
+  const toolResults = [];
+  for (let i = messages.length - 1; i >= 0 && messages[i]?.role === 'tool'; i--) {
+    toolResults.unshift(toolResultText(messages[i].content));
+  }
+  return { lastUser, promptText, toolResults, turns: messages.length };
+}
+
+function responsesConversation(body) {
+  let lastUser = '';
+  let promptText = typeof body.instructions === 'string' ? body.instructions : '';
+  const toolResults = [];
+  let turns = 0;
+  const err = (status, message, code = null) => ({ status, body: openaiError(status, message, 'invalid_request_error',
+    code, 'input') });
+  if (typeof body.input === 'string') {
+    lastUser = body.input;
+    promptText += body.input;
+    turns = 1;
+  } else if (Array.isArray(body.input)) {
+    const calls = new Set();
+    turns = body.input.length;
+    for (const item of body.input) {
+      const type = item?.type || 'message';
+      if (type === 'message') {
+        const t = contentText(item?.content);
+        promptText += t;
+        if (item?.role === 'user' && t) lastUser = t;
+      } else if (type === 'function_call') {
+        calls.add(item.call_id);
+        promptText += `${item.name}${item.arguments}`;
+      } else if (type === 'function_call_output') {
+        if (!calls.has(item.call_id) && !body.previous_response_id) {
+          return { error: err(400, `No tool call found for function call output with call_id ${item.call_id}.`) };
+        }
+        promptText += toolResultText(item.output);
+      } else if (type === 'reasoning') {
+        if (item.encrypted_content != null) {
+          if (!openaiEncryptedContentValid(item.encrypted_content)) {
+            return { error: err(400, `The encrypted content for item ${item.id} could not be verified.`,
+              'invalid_encrypted_content') };
+          }
+        } else if (body.store === false && item.id) {
+          return { error: err(404, `Item with id '${item.id}' not found. Items are not persisted when \`store\` is ` +
+            'set to false. Try again with `store` set to true, or remove this item from your input.') };
+        }
+      }
+    }
+    for (let i = body.input.length - 1; i >= 0 && body.input[i]?.type === 'function_call_output'; i--) {
+      toolResults.unshift(toolResultText(body.input[i].output));
+    }
+  }
+  return { lastUser, promptText, toolResults, turns };
+}
+
+const THINKING_DOCS = 'Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking';
+
+function anthropicConversation(body) {
+  const msgs = body.messages;
+  const err = (message) => ({ status: 400, body: anthropicError('invalid_request_error', message) });
+  const thinkingType = body.thinking?.type;
+  const thinkingOn = thinkingType === 'enabled' || thinkingType === 'adaptive';
+  if (thinkingType === 'enabled') {
+    const budget = body.thinking.budget_tokens;
+    if (!Number.isInteger(budget) || budget < 1024) {
+      return { error: err('thinking.enabled.budget_tokens: Input should be greater than or equal to 1024') };
+    }
+    if (budget >= body.max_tokens) {
+      return { error: err('`max_tokens` must be greater than `thinking.budget_tokens`. ' +
+        `${THINKING_DOCS}#max-tokens-and-context-window-size`) };
+    }
+  }
+  if (thinkingOn && body.temperature !== undefined && body.temperature !== 1) {
+    return { error: err('`temperature` may only be set to 1 when thinking is enabled or in adaptive mode. ' +
+      `${THINKING_DOCS}#feature-compatibility`) };
+  }
+  if (thinkingOn && (body.tool_choice?.type === 'any' || body.tool_choice?.type === 'tool')) {
+    return { error: err('Thinking may not be enabled when tool_choice forces tool use.') };
+  }
+  if (body.temperature !== undefined && body.top_p !== undefined) {
+    return { error: err('`temperature` and `top_p` cannot both be specified for this model. Please use only one.') };
+  }
+  const blocksOf = (m) => (typeof m?.content === 'string' ? [{ type: 'text', text: m.content }]
+    : Array.isArray(m?.content) ? m.content : []);
+  let lastUser = '';
+  let promptText = contentText(body.system);
+  for (let i = 0; i < msgs.length; i++) {
+    const m = msgs[i];
+    const blocks = blocksOf(m);
+    promptText += contentText(blocks);
+    if (m?.role === 'assistant') {
+      for (let j = 0; j < blocks.length; j++) {
+        const b = blocks[j];
+        if (b?.type === 'thinking') {
+          if (typeof b.signature !== 'string' || !b.signature) {
+            return { error: err(`messages.${i}.content.${j}.thinking.signature: Field required`) };
+          }
+          if (b.signature !== anthropicSignature(String(b.thinking))) {
+            return { error: err(`messages.${i}.content.${j}: Invalid \`signature\` in \`thinking\` block`) };
+          }
+        } else if (b?.type === 'tool_use') {
+          promptText += `${b.name}${JSON.stringify(b.input)}`;
+        }
+      }
+      const uses = blocks.filter((b) => b?.type === 'tool_use').map((b) => b.id);
+      if (uses.length) {
+        const answered = new Set(blocksOf(msgs[i + 1]).filter((b) => b?.type === 'tool_result').map((b) => b.tool_use_id));
+        const missing = uses.filter((id) => !answered.has(id));
+        if (missing.length && i + 1 < msgs.length) {
+          return { error: err(`messages.${i + 1}: \`tool_use\` ids were found without \`tool_result\` blocks ` +
+            `immediately after: ${missing.join(', ')}. Each \`tool_use\` block must have a corresponding ` +
+            '`tool_result` block in the next message.') };
+        }
+      }
+    } else {
+      const prev = i > 0 && msgs[i - 1]?.role === 'assistant' ? blocksOf(msgs[i - 1]) : [];
+      const uses = new Set(prev.filter((b) => b?.type === 'tool_use').map((b) => b.id));
+      for (let j = 0; j < blocks.length; j++) {
+        const b = blocks[j];
+        if (b?.type !== 'tool_result') continue;
+        if (!uses.has(b.tool_use_id)) {
+          return { error: err(`messages.${i}.content.${j}: unexpected \`tool_use_id\` found in \`tool_result\` ` +
+            `blocks: ${b.tool_use_id}. Each \`tool_result\` block must have a corresponding \`tool_use\` block in ` +
+            'the previous message.') };
+        }
+        promptText += toolResultText(b.content);
+      }
+      const t = contentText(blocks.filter((b) => b?.type === 'text'));
+      if (t) lastUser = t;
+    }
+  }
+  const last = msgs.at(-1);
+  const toolResults = last?.role === 'user'
+    ? blocksOf(last).filter((b) => b?.type === 'tool_result').map((b) => toolResultText(b.content)) : [];
+  if (thinkingOn && toolResults.length && msgs.length >= 2) {
+    const first = blocksOf(msgs.at(-2))[0];
+    if (first && first.type !== 'thinking' && first.type !== 'redacted_thinking') {
+      return { error: err(`messages.${msgs.length - 2}.content.0.type: Expected \`thinking\` or ` +
+        `\`redacted_thinking\`, but found \`${first.type}\`. When \`thinking\` is enabled, a final \`assistant\` ` +
+        'message must start with a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` ' +
+        'blocks). We recommend you include thinking blocks from previous turns. To avoid this requirement, ' +
+        `disable \`thinking\`. ${THINKING_DOCS}`) };
+    }
+  }
+  return { lastUser, promptText, toolResults, turns: msgs.length, thinkingOn };
+}
+
+function geminiResponseText(response) {
+  if (response && typeof response === 'object' && !Array.isArray(response)) {
+    const keys = Object.keys(response);
+    if (keys.length === 1 && typeof response.output === 'string') return response.output;
+    if (keys.length === 1 && typeof response.error === 'string') return response.error;
+  }
+  return JSON.stringify(response ?? {});
+}
+
+// Google's documented values that skip the thought signature check.
+const GEMINI_SKIP_SIGNATURES = new Set(['skip_thought_signature_validator', 'context_engineering_is_the_way_to_go']);
+
+function geminiConversation(body, model) {
+  const contents = body.contents;
+  const err = (message) => ({ status: 400, body: geminiError(400, message, 'INVALID_ARGUMENT') });
+  let lastUser = '';
+  let promptText = contentText(body.systemInstruction);
+  // Gemini 3 and later require the signature on the first function call of every model turn
+  // since the last user text (the current turn).
+  const major = Number(/(?:^|\/)gemini-(\d+)/.exec(model || '')?.[1] || 0);
+  if (major >= 3) {
+    let start = 0;
+    contents.forEach((c, i) => {
+      if (c?.role !== 'model' && (c?.parts || []).some((p) => typeof p?.text === 'string')) start = i;
+    });
+    for (let i = start; i < contents.length; i++) {
+      if (contents[i]?.role !== 'model') continue;
+      const parts = contents[i].parts || [];
+      const first = parts.findIndex((p) => p?.functionCall);
+      if (first >= 0 && !parts.some((p) => p?.functionCall && p.thoughtSignature)) {
+        return { error: err('Function call is missing a thought_signature in functionCall parts. This is required ' +
+          'for tools to work correctly, and missing thought_signature may lead to degraded model performance. ' +
+          `Additional data, function call \`default_api:${parts[first].functionCall.name}\` , position ${i + 1}. ` +
+          'Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures for more details.') };
+      }
+    }
+  }
+  for (let i = 0; i < contents.length; i++) {
+    const c = contents[i];
+    const parts = Array.isArray(c?.parts) ? c.parts : [];
+    for (const p of parts) {
+      if (p?.thoughtSignature !== undefined && !GEMINI_SKIP_SIGNATURES.has(p.thoughtSignature)) {
+        const binding = geminiSignatureBinding(p.thoughtSignature);
+        if (binding === null || (binding.startsWith('fc:') && p.functionCall?.name !== binding.slice(3))) {
+          return { error: err('Corrupted thought signature.') };
+        }
+      }
+      if (p?.functionCall) promptText += `${p.functionCall.name}${JSON.stringify(p.functionCall.args ?? {})}`;
+      if (p?.functionResponse) promptText += JSON.stringify(p.functionResponse.response ?? {});
+    }
+    promptText += contentText(parts);
+    if (c?.role === 'model') {
+      const calls = parts.filter((p) => p?.functionCall).length;
+      const next = contents[i + 1];
+      if (calls && next) {
+        const responses = (next.parts || []).filter((p) => p?.functionResponse).length;
+        if (responses !== calls) {
+          return { error: err('Please ensure that the number of function response parts is equal to the number of ' +
+            'function call parts of the function call turn.') };
+        }
+      }
+    } else {
+      const t = contentText(parts.filter((p) => typeof p?.text === 'string' && !p.thought));
+      if (t) lastUser = t;
+    }
+  }
+  const last = contents.at(-1);
+  const toolResults = last && last.role !== 'model'
+    ? (last.parts || []).filter((p) => p?.functionResponse).map((p) => geminiResponseText(p.functionResponse.response))
+    : [];
+  return { lastUser, promptText, toolResults, turns: contents.length };
+}
 // ---- error bodies in each provider's shape -------------------------------------------
 
 function openaiError(status, message, type, code = null, param = null) {
@@ -143,7 +584,7 @@ function defaultAnthropicFaultBody(status) {
   return anthropicError(type, message);
 }
 
-function geminiError(code, status, message, details) {
+function geminiError(code, message, status, details) {
   const e = { error: { code, message, status } };
   if (details) e.error.details = details;
   return e;
@@ -193,6 +634,7 @@ export class MockProvider {
   reset() {
     this.keys = this.initial.keys ? new Set(this.initial.keys) : null;
     this.models = [...this.initial.models];
+    this.answerDefaults = {};
     this.requests = [];
     this.faults = [];
     this.seq = 0;
@@ -330,7 +772,7 @@ export class MockProvider {
         'invalid_request_error', 'invalid_api_key'));
     }
 
-    const fault = this.takeFault({ key, model, path, stream });
+    const fault = this.takeFault({ key, model, path, stream, text });
     entry.fault = fault ? fault.desc : null;
     if (fault) {
       if (fault.delay_ms) await sleep(fault.delay_ms);
@@ -356,7 +798,7 @@ export class MockProvider {
         geminiError(400, 'Invalid JSON payload received.', 'INVALID_ARGUMENT')));
     }
 
-    const opts = fault || {};
+    const opts = { ...this.answerDefaults, ...(fault || {}) };
     switch (route.kind) {
       case 'models': return this.listModels(res, route, fault);
       case 'chat': return this.chat(req, res, body || {}, opts, entry);
@@ -376,6 +818,7 @@ export class MockProvider {
       if (m.model !== undefined && m.model !== ctx.model) continue;
       if (m.path !== undefined && m.path !== ctx.path) continue;
       if (m.stream !== undefined && !!m.stream !== ctx.stream) continue;
+      if (m.body_contains !== undefined && !(ctx.text || '').includes(m.body_contains)) continue;
       if (f.times !== -1) {
         f.times--;
         if (f.times <= 0) this.faults.splice(i, 1);
@@ -428,6 +871,7 @@ export class MockProvider {
     if (path === '/_mock/config' && m === 'POST') {
       if (body && 'keys' in body) this.keys = body.keys ? new Set(body.keys) : null;
       if (body && Array.isArray(body.models)) this.models = body.models;
+      if (body && body.answer && typeof body.answer === 'object') this.answerDefaults = body.answer;
       return this.json(res, 200, { ok: true });
     }
     if (path === '/_mock/reset' && m === 'POST') {
@@ -470,19 +914,6 @@ export class MockProvider {
     });
   }
 
-  conversation(body, opts) {
-    const messages = Array.isArray(body.messages) ? body.messages : [];
-    let lastUser = '';
-    let promptText = '';
-    for (const msg of messages) {
-      const t = contentText(msg?.content);
-      promptText += t;
-      if (msg?.role === 'user') lastUser = t;
-    }
-    const reply = typeof opts.reply === 'string' ? opts.reply : `echo: ${lastUser}`;
-    return { reply, promptTokens: countTokens(promptText) + 3 * messages.length + 3 };
-  }
-
   rateHeaders(model) {
     return {
       'x-request-id': `req_${randomId(32)}`,
@@ -495,6 +926,17 @@ export class MockProvider {
     };
   }
 
+  // What a test needs to check the answer the client got: the answer as the mock produced it.
+  static describeAnswer(answer, extra) {
+    return {
+      text: extra.text ?? null,
+      reasoning: answer.thinking,
+      tool_calls: extra.tool_calls || [],
+      usage: extra.usage,
+      ...extra.tokens,
+    };
+  }
+
   chat(req, res, body, opts, entry) {
     if (typeof body.model !== 'string' || !body.model) {
       return this.json(res, 400, openaiError(400, 'you must provide a model parameter', 'invalid_request_error', null, null));
@@ -503,16 +945,24 @@ export class MockProvider {
       return this.json(res, 400, openaiError(400, "Missing required parameter: 'messages'.",
         'invalid_request_error', 'missing_required_parameter', 'messages'));
     }
-    const { reply, promptTokens } = this.conversation(body, opts);
+    const conv = chatConversation(body);
+    if (conv.error) {
+      entry.refused = conv.error.body;
+      return this.json(res, conv.error.status, conv.error.body);
+    }
+    const answer = scriptAnswer(conv, opts);
+    const promptTokens = countTokens(conv.promptText) + 3 * body.messages.length + 3;
     const maxTokens = body.max_completion_tokens ?? body.max_tokens;
-    const { parts, truncated } = clampPieces(pieces(reply), maxTokens);
-    const finish = truncated ? 'length' : 'stop';
+    const { parts, truncated } = answer.text === null ? { parts: [], truncated: false }
+      : clampPieces(pieces(answer.text), maxTokens);
+    const finish = answer.toolCalls.length ? 'tool_calls' : truncated ? 'length' : 'stop';
+    const u = answerUsage(promptTokens, answer, parts.length, true, opts);
     const usage = {
-      prompt_tokens: promptTokens,
-      completion_tokens: parts.length,
-      total_tokens: promptTokens + parts.length,
-      prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
-      completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0,
+      prompt_tokens: u.input,
+      completion_tokens: u.output,
+      total_tokens: u.input + u.output,
+      prompt_tokens_details: { cached_tokens: u.cached, audio_tokens: 0 },
+      completion_tokens_details: { reasoning_tokens: u.reasoning, audio_tokens: 0, accepted_prediction_tokens: 0,
         rejected_prediction_tokens: 0 },
       ...(opts.usage || {}),
     };
@@ -520,22 +970,27 @@ export class MockProvider {
     const id = `chatcmpl-${randomId(29)}`;
     const created = Math.floor(Date.now() / 1000);
     const headers = this.rateHeaders(body.model);
+    const toolCalls = answer.toolCalls.map((c) => ({ id: derivedId('call_', c.seed, 24, 'b62'), type: 'function',
+      function: { name: c.name, arguments: c.json } }));
+    const text = answer.text === null ? null : parts.join('');
     entry.response_request_id = headers['x-request-id'];
-    entry.reply = parts.join('');
+    entry.reply = text ?? '';
     entry.usage = usage;
+    entry.answer = MockProvider.describeAnswer(answer, { text, usage: u,
+      tool_calls: toolCalls.map((c, i) => ({ id: c.id, name: c.function.name, arguments: answer.toolCalls[i].args })) });
 
     if (!body.stream) {
+      const message = { role: 'assistant', content: text };
+      if (answer.thinking) message.reasoning_content = answer.thinking;
+      if (toolCalls.length) message.tool_calls = toolCalls;
+      message.refusal = null;
+      message.annotations = [];
       return this.json(res, 200, {
         id,
         object: 'chat.completion',
         created,
         model: body.model,
-        choices: [{
-          index: 0,
-          message: { role: 'assistant', content: parts.join(''), refusal: null, annotations: [] },
-          logprobs: null,
-          finish_reason: finish,
-        }],
+        choices: [{ index: 0, message, logprobs: null, finish_reason: finish }],
         usage,
         service_tier: 'default',
         system_fingerprint: FINGERPRINT,
@@ -549,9 +1004,17 @@ export class MockProvider {
       if (includeUsage) c.usage = null;
       return Object.assign(c, extra);
     };
-    const events = [chunk([{ index: 0, delta: { role: 'assistant', content: '', refusal: null }, logprobs: null,
-      finish_reason: null }])];
-    for (const p of parts) events.push(chunk([{ index: 0, delta: { content: p }, logprobs: null, finish_reason: null }]));
+    const delta = (d) => chunk([{ index: 0, delta: d, logprobs: null, finish_reason: null }]);
+    const events = [delta({ role: 'assistant', content: text === null ? null : '', refusal: null })];
+    if (answer.thinking) for (const p of pieces(answer.thinking)) events.push(delta({ reasoning_content: p }));
+    for (const p of parts) events.push(delta({ content: p }));
+    toolCalls.forEach((c, index) => {
+      events.push(delta({ tool_calls: [{ index, id: c.id, type: 'function',
+        function: { name: c.function.name, arguments: '' } }] }));
+      for (const a of argumentPieces(c.function.arguments)) {
+        events.push(delta({ tool_calls: [{ index, function: { arguments: a } }] }));
+      }
+    });
     events.push(chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: finish }]));
     if (includeUsage) events.push(chunk([], { usage }));
     const lines = events.map((e) => `data: ${JSON.stringify(e)}\n\n`);
@@ -591,72 +1054,117 @@ export class MockProvider {
       return this.json(res, 400, openaiError(400, "Missing required parameter: 'model'.",
         'invalid_request_error', 'missing_required_parameter', 'model'));
     }
-    let lastUser = '';
-    let promptText = typeof body.instructions === 'string' ? body.instructions : '';
-    if (typeof body.input === 'string') {
-      lastUser = body.input;
-      promptText += body.input;
-    } else if (Array.isArray(body.input)) {
-      for (const item of body.input) {
-        if (item?.type && item.type !== 'message') continue;
-        const t = contentText(item?.content);
-        promptText += t;
-        if (item?.role === 'user') lastUser = t;
-      }
+    const conv = responsesConversation(body);
+    if (conv.error) {
+      entry.refused = conv.error.body;
+      return this.json(res, conv.error.status, conv.error.body);
     }
-    const reply = typeof opts.reply === 'string' ? opts.reply : `echo: ${lastUser}`;
-    const { parts, truncated } = clampPieces(pieces(reply), body.max_output_tokens);
-    const text = parts.join('');
-    const inputTokens = countTokens(promptText) + 3;
+    const answer = scriptAnswer(conv, opts);
+    const { parts, truncated } = answer.text === null ? { parts: [], truncated: false }
+      : clampPieces(pieces(answer.text), body.max_output_tokens);
+    const text = answer.text === null ? null : parts.join('');
+    const inputTokens = countTokens(conv.promptText) + 3;
+    const u = answerUsage(inputTokens, answer, parts.length, true, opts);
     const usage = {
-      input_tokens: inputTokens,
-      input_tokens_details: { cached_tokens: 0 },
-      output_tokens: parts.length,
-      output_tokens_details: { reasoning_tokens: 0 },
-      total_tokens: inputTokens + parts.length,
+      input_tokens: u.input,
+      input_tokens_details: { cached_tokens: u.cached },
+      output_tokens: u.output,
+      output_tokens_details: { reasoning_tokens: u.reasoning },
+      total_tokens: u.input + u.output,
       ...(opts.usage || {}),
     };
     const created = Math.floor(Date.now() / 1000);
     const respId = `resp_${randomId(48)}`;
     const msgId = `msg_${randomId(48)}`;
     const headers = this.rateHeaders(body.model);
+
+    // The output items: reasoning, message, function calls.
+    const items = [];
+    let reasoningItem = null;
+    if (answer.thinking) {
+      const rsId = derivedId('rs_', `${conv.turns}|${answer.thinking}|rs`, 48);
+      reasoningItem = { id: rsId, type: 'reasoning', summary: [] };
+      if (Array.isArray(body.include) && body.include.includes('reasoning.encrypted_content')) {
+        reasoningItem.encrypted_content = openaiEncryptedContent(rsId, answer.thinking);
+      }
+      if (body.reasoning?.summary) reasoningItem.summary = [{ type: 'summary_text', text: answer.thinking }];
+      items.push(reasoningItem);
+    }
+    const message = (status, t) => ({ id: msgId, type: 'message', status, role: 'assistant',
+      content: t === null ? [] : [{ type: 'output_text', annotations: [], logprobs: [], text: t }] });
+    if (text !== null) items.push(message('completed', text));
+    const calls = answer.toolCalls.map((c) => ({ id: derivedId('fc_', `${c.seed}|fc`, 48), type: 'function_call',
+      status: 'completed', arguments: c.json, call_id: derivedId('call_', c.seed, 24, 'b62'), name: c.name }));
+    items.push(...calls);
+
     entry.response_request_id = headers['x-request-id'];
-    entry.reply = text;
+    entry.reply = text ?? '';
     entry.usage = usage;
-    const base = (status, output, u) => ({
+    entry.answer = MockProvider.describeAnswer(answer, { text, usage: u,
+      tool_calls: calls.map((c, i) => ({ id: c.call_id, name: c.name, arguments: answer.toolCalls[i].args })),
+      tokens: reasoningItem ? { reasoning_summary: reasoningItem.summary.length > 0,
+        encrypted_content: reasoningItem.encrypted_content ?? null, reasoning_item_id: reasoningItem.id } : {} });
+
+    const base = (status, output, usg) => ({
       id: respId, object: 'response', created_at: created, status, background: false, error: null,
       incomplete_details: truncated && status !== 'in_progress' ? { reason: 'max_output_tokens' } : null,
       instructions: body.instructions ?? null, max_output_tokens: body.max_output_tokens ?? null,
       model: body.model, output, parallel_tool_calls: true, previous_response_id: body.previous_response_id ?? null,
-      reasoning: { effort: null, summary: null }, service_tier: 'default', store: body.store ?? true,
-      temperature: body.temperature ?? 1.0, text: { format: { type: 'text' } }, tool_choice: 'auto',
-      tools: body.tools ?? [], top_p: body.top_p ?? 1.0, truncation: 'disabled', usage: u, user: null, metadata: {},
+      reasoning: { effort: body.reasoning?.effort ?? null, summary: body.reasoning?.summary ?? null },
+      service_tier: 'default', store: body.store ?? true,
+      temperature: body.temperature ?? 1.0, text: { format: { type: 'text' } }, tool_choice: body.tool_choice ?? 'auto',
+      tools: body.tools ?? [], top_p: body.top_p ?? 1.0, truncation: 'disabled', usage: usg, user: null, metadata: {},
     });
     const finalStatus = truncated ? 'incomplete' : 'completed';
-    const message = (status, t) => ({ id: msgId, type: 'message', status, role: 'assistant',
-      content: t === null ? [] : [{ type: 'output_text', annotations: [], logprobs: [], text: t }] });
-    if (!body.stream) return this.json(res, 200, base(finalStatus, [message('completed', text)], usage), headers);
+    if (!body.stream) return this.json(res, 200, base(finalStatus, items, usage), headers);
 
     let seq = 0;
     const ev = (type, data) => `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: seq++, ...data })}\n\n`;
     const events = [
       ev('response.created', { response: base('in_progress', [], null) }),
       ev('response.in_progress', { response: base('in_progress', [], null) }),
-      ev('response.output_item.added', { output_index: 0, item: message('in_progress', null) }),
-      ev('response.content_part.added', { item_id: msgId, output_index: 0, content_index: 0,
-        part: { type: 'output_text', annotations: [], logprobs: [], text: '' } }),
     ];
-    for (const p of parts) {
-      events.push(ev('response.output_text.delta', { item_id: msgId, output_index: 0, content_index: 0, delta: p,
-        logprobs: [] }));
-    }
-    events.push(ev('response.output_text.done', { item_id: msgId, output_index: 0, content_index: 0, text,
-      logprobs: [] }));
-    events.push(ev('response.content_part.done', { item_id: msgId, output_index: 0, content_index: 0,
-      part: { type: 'output_text', annotations: [], logprobs: [], text } }));
-    events.push(ev('response.output_item.done', { output_index: 0, item: message('completed', text) }));
+    items.forEach((item, oi) => {
+      if (item.type === 'reasoning') {
+        events.push(ev('response.output_item.added', { output_index: oi, item: { id: item.id, type: 'reasoning',
+          summary: [] } }));
+        if (item.summary.length) {
+          const ids = { item_id: item.id, output_index: oi, summary_index: 0 };
+          events.push(ev('response.reasoning_summary_part.added', { ...ids, part: { type: 'summary_text', text: '' } }));
+          for (const p of pieces(answer.thinking)) {
+            events.push(ev('response.reasoning_summary_text.delta', { ...ids, delta: p }));
+          }
+          events.push(ev('response.reasoning_summary_text.done', { ...ids, text: answer.thinking }));
+          events.push(ev('response.reasoning_summary_part.done', { ...ids,
+            part: { type: 'summary_text', text: answer.thinking } }));
+        }
+        events.push(ev('response.output_item.done', { output_index: oi, item }));
+      } else if (item.type === 'message') {
+        events.push(ev('response.output_item.added', { output_index: oi, item: message('in_progress', null) }));
+        events.push(ev('response.content_part.added', { item_id: msgId, output_index: oi, content_index: 0,
+          part: { type: 'output_text', annotations: [], logprobs: [], text: '' } }));
+        for (const p of parts) {
+          events.push(ev('response.output_text.delta', { item_id: msgId, output_index: oi, content_index: 0, delta: p,
+            logprobs: [] }));
+        }
+        events.push(ev('response.output_text.done', { item_id: msgId, output_index: oi, content_index: 0, text,
+          logprobs: [] }));
+        events.push(ev('response.content_part.done', { item_id: msgId, output_index: oi, content_index: 0,
+          part: { type: 'output_text', annotations: [], logprobs: [], text } }));
+        events.push(ev('response.output_item.done', { output_index: oi, item }));
+      } else {
+        events.push(ev('response.output_item.added', { output_index: oi,
+          item: { ...item, status: 'in_progress', arguments: '' } }));
+        for (const a of argumentPieces(item.arguments)) {
+          events.push(ev('response.function_call_arguments.delta', { item_id: item.id, output_index: oi, delta: a }));
+        }
+        events.push(ev('response.function_call_arguments.done', { item_id: item.id, output_index: oi,
+          name: item.name, arguments: item.arguments }));
+        events.push(ev('response.output_item.done', { output_index: oi, item }));
+      }
+    });
     events.push(ev(truncated ? 'response.incomplete' : 'response.completed',
-      { response: base(finalStatus, [message('completed', text)], usage) }));
+      { response: base(finalStatus, items, usage) }));
     return this.sse(res, headers, events, opts);
   }
 
@@ -675,40 +1183,68 @@ export class MockProvider {
     if (!Array.isArray(body.messages)) {
       return this.json(res, 400, anthropicError('invalid_request_error', 'messages: Field required'));
     }
-    let lastUser = '';
-    let promptText = contentText(body.system);
-    for (const m of body.messages) {
-      const t = contentText(m?.content);
-      promptText += t;
-      if (m?.role === 'user') lastUser = t;
+    const conv = anthropicConversation(body);
+    if (conv.error) {
+      entry.refused = conv.error.body;
+      return this.json(res, conv.error.status, conv.error.body);
     }
-    const reply = typeof opts.reply === 'string' ? opts.reply : `echo: ${lastUser}`;
-    const { parts, truncated } = clampPieces(pieces(reply), body.max_tokens);
-    const text = parts.join('');
-    const stopReason = truncated ? 'max_tokens' : 'end_turn';
-    const inputTokens = countTokens(promptText) + 4 * body.messages.length;
+    const answer = scriptAnswer(conv, opts);
+    const thinking = conv.thinkingOn ? answer.thinking : null;
+    const { parts, truncated } = answer.text === null ? { parts: [], truncated: false }
+      : clampPieces(pieces(answer.text), body.max_tokens);
+    const text = answer.text === null ? null : parts.join('');
+    const stopReason = answer.toolCalls.length ? 'tool_use' : truncated ? 'max_tokens' : 'end_turn';
+    const inputTokens = countTokens(conv.promptText) + 4 * body.messages.length;
+    const u = answerUsage(inputTokens, answer, parts.length, !!thinking, opts);
     const usage = {
-      input_tokens: inputTokens, cache_creation_input_tokens: 0, cache_read_input_tokens: 0,
-      output_tokens: parts.length, service_tier: 'standard', ...(opts.usage || {}),
+      input_tokens: u.input - u.cached, cache_creation_input_tokens: 0, cache_read_input_tokens: u.cached,
+      output_tokens: u.output, service_tier: 'standard', ...(opts.usage || {}),
     };
     const id = `msg_${randomId(24)}`;
     const headers = { 'request-id': `req_${randomId(24)}`, 'anthropic-organization-id': 'mock-org' };
+    const content = [];
+    if (thinking) content.push({ type: 'thinking', thinking, signature: anthropicSignature(thinking) });
+    if (text !== null) content.push({ type: 'text', text });
+    for (const c of answer.toolCalls) {
+      content.push({ type: 'tool_use', id: derivedId('toolu_01', c.seed, 22, 'b62'), name: c.name, input: c.args });
+    }
     entry.response_request_id = headers['request-id'];
-    entry.reply = text;
+    entry.reply = text ?? '';
     entry.usage = usage;
+    entry.answer = MockProvider.describeAnswer({ ...answer, thinking }, { text, usage: u,
+      tool_calls: content.filter((b) => b.type === 'tool_use').map((b) => ({ id: b.id, name: b.name, arguments: b.input })),
+      tokens: thinking ? { signature: content[0].signature } : {} });
     if (!body.stream) {
-      return this.json(res, 200, { id, type: 'message', role: 'assistant', model: body.model,
-        content: [{ type: 'text', text }], stop_reason: stopReason, stop_sequence: null, usage }, headers);
+      return this.json(res, 200, { id, type: 'message', role: 'assistant', model: body.model, content,
+        stop_reason: stopReason, stop_sequence: null, usage }, headers);
     }
     const ev = (type, data) => `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
     const events = [
       ev('message_start', { message: { id, type: 'message', role: 'assistant', model: body.model, content: [],
         stop_reason: null, stop_sequence: null, usage: { ...usage, output_tokens: 1 } } }),
-      ev('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }),
-      ev('ping', {}),
     ];
-    for (const p of parts) events.push(ev('content_block_delta', { index: 0, delta: { type: 'text_delta', text: p } }));
-    events.push(ev('content_block_stop', { index: 0 }));
+    content.forEach((b, index) => {
+      const delta = (d) => events.push(ev('content_block_delta', { index, delta: d }));
+      if (b.type === 'thinking') {
+        events.push(ev('content_block_start', { index, content_block: { type: 'thinking', thinking: '', signature: '' } }));
+      } else if (b.type === 'text') {
+        events.push(ev('content_block_start', { index, content_block: { type: 'text', text: '' } }));
+      } else {
+        events.push(ev('content_block_start', { index, content_block: { type: 'tool_use', id: b.id, name: b.name,
+          input: {} } }));
+      }
+      if (index === 0) events.push(ev('ping', {}));
+      if (b.type === 'thinking') {
+        for (const p of pieces(b.thinking)) delta({ type: 'thinking_delta', thinking: p });
+        delta({ type: 'signature_delta', signature: b.signature });
+      } else if (b.type === 'text') {
+        for (const p of parts) delta({ type: 'text_delta', text: p });
+      } else {
+        delta({ type: 'input_json_delta', partial_json: '' });
+        for (const a of argumentPieces(JSON.stringify(b.input))) delta({ type: 'input_json_delta', partial_json: a });
+      }
+      events.push(ev('content_block_stop', { index }));
+    });
     events.push(ev('message_delta', { delta: { stop_reason: stopReason, stop_sequence: null },
       usage: { output_tokens: usage.output_tokens } }));
     events.push(ev('message_stop', {}));
@@ -723,40 +1259,67 @@ export class MockProvider {
       return this.json(res, 400, geminiError(400, '* GenerateContentRequest.contents: contents is not specified\n',
         'INVALID_ARGUMENT'));
     }
-    let lastUser = '';
-    let promptText = contentText(body.systemInstruction);
-    for (const c of contents) {
-      const t = contentText(c?.parts);
-      promptText += t;
-      if (!c?.role || c.role === 'user') lastUser = t;
+    const conv = geminiConversation(body, route.model);
+    if (conv.error) {
+      entry.refused = conv.error.body;
+      return this.json(res, conv.error.status, conv.error.body);
     }
-    const reply = typeof opts.reply === 'string' ? opts.reply : `echo: ${lastUser}`;
-    const { parts, truncated } = clampPieces(pieces(reply), body.generationConfig?.maxOutputTokens);
-    const text = parts.join('');
-    const promptTokens = countTokens(promptText) + 1;
+    const answer = scriptAnswer(conv, opts);
+    const includeThoughts = body.generationConfig?.thinkingConfig?.includeThoughts === true;
+    const { parts, truncated } = answer.text === null ? { parts: [], truncated: false }
+      : clampPieces(pieces(answer.text), body.generationConfig?.maxOutputTokens);
+    const text = answer.text === null ? null : parts.join('');
+    const promptTokens = countTokens(conv.promptText) + 1;
+    const u = answerUsage(promptTokens, answer, parts.length, true, opts);
     const usage = {
-      promptTokenCount: promptTokens, candidatesTokenCount: parts.length,
-      totalTokenCount: promptTokens + parts.length,
-      promptTokensDetails: [{ modality: 'TEXT', tokenCount: promptTokens }], ...(opts.usage || {}),
+      promptTokenCount: u.input, candidatesTokenCount: u.text + u.tools, totalTokenCount: u.input + u.output,
+      ...(u.cached ? { cachedContentTokenCount: u.cached } : {}),
+      promptTokensDetails: [{ modality: 'TEXT', tokenCount: u.input }],
+      ...(u.cached ? { cacheTokensDetails: [{ modality: 'TEXT', tokenCount: u.cached }] } : {}),
+      ...(u.reasoning ? { thoughtsTokenCount: u.reasoning } : {}),
+      ...(opts.usage || {}),
     };
     const responseId = randomId(22);
     const finishReason = truncated ? 'MAX_TOKENS' : 'STOP';
-    entry.reply = text;
+    const callParts = answer.toolCalls.map((c) => ({ functionCall: { name: c.name, args: c.args } }));
+    // The signature goes on the first function call, else on the last text part.
+    let signature = null;
+    if (answer.thinking) {
+      signature = geminiSignature(callParts.length ? `fc:${callParts[0].functionCall.name}` : 'text');
+      if (callParts.length) callParts[0].thoughtSignature = signature;
+    }
+    entry.reply = text ?? '';
     entry.usage = usage;
+    entry.answer = MockProvider.describeAnswer(answer, { text, usage: u,
+      tool_calls: callParts.map((p) => ({ id: null, name: p.functionCall.name, arguments: p.functionCall.args })),
+      tokens: answer.thinking ? { thought_signature: signature, thoughts_shown: includeThoughts } : {} });
     const headers = { 'x-goog-request-id': randomId(16) };
     if (!route.stream) {
+      const out = [];
+      if (answer.thinking && includeThoughts) out.push({ text: answer.thinking, thought: true });
+      if (text !== null) out.push(signature && !callParts.length ? { text, thoughtSignature: signature } : { text });
+      out.push(...callParts);
       return this.json(res, 200, {
-        candidates: [{ content: { parts: [{ text }], role: 'model' }, finishReason, index: 0 }],
+        candidates: [{ content: { parts: out, role: 'model' }, finishReason, index: 0 }],
         usageMetadata: usage, modelVersion: route.model, responseId,
       }, headers);
     }
-    const chunks = parts.map((p, i) => {
+    const chunkParts = [];
+    if (answer.thinking && includeThoughts) {
+      for (const p of pieces(answer.thinking)) chunkParts.push([{ text: p, thought: true }]);
+    }
+    parts.forEach((p, i) => {
       const last = i === parts.length - 1;
-      const cand = { content: { parts: [{ text: p }], role: 'model' }, index: 0 };
+      chunkParts.push([last && signature && !callParts.length ? { text: p, thoughtSignature: signature } : { text: p }]);
+    });
+    if (callParts.length) chunkParts.push(callParts);
+    const chunks = chunkParts.map((ps, i) => {
+      const last = i === chunkParts.length - 1;
+      const cand = { content: { parts: ps, role: 'model' }, index: 0 };
       if (last) cand.finishReason = finishReason;
       return {
         candidates: [cand],
-        usageMetadata: last ? usage : { promptTokenCount: promptTokens, totalTokenCount: promptTokens,
+        usageMetadata: last ? usage : { promptTokenCount: u.input, totalTokenCount: u.input,
           promptTokensDetails: usage.promptTokensDetails },
         modelVersion: route.model, responseId,
       };

@@ -3,8 +3,13 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import Anthropic from '@anthropic-ai/sdk';
+import { GoogleGenAI } from '@google/genai';
 import OpenAI from 'openai';
-import { readSSE, request, sleep, startMock } from './lib/index.mjs';
+import {
+  checkAnthropicStream, checkChatStream, checkGeminiStream, checkResponsesStream, normalizeUsage, parseSSE, readSSE,
+  request, sleep, startMock,
+} from './lib/index.mjs';
 
 describe('mock provider', { timeout: 60000 }, () => {
   let mock;
@@ -227,6 +232,160 @@ describe('mock provider', { timeout: 60000 }, () => {
     assert.equal(text, 'echo: good morning');
     assert.equal(types[0], 'response.created');
     assert.equal(types.at(-1), 'response.completed');
+  });
+
+  // ---- scripted tool calls and reasoning ------------------------------------------------
+
+  const ARGS = { city: 'Paris', days: [1, 2] };
+  const ASK = `call tool get_weather ${JSON.stringify(ARGS)} [think]`;
+  const H = {
+    openai: { authorization: 'Bearer sk-a', 'content-type': 'application/json' },
+    anthropic: { 'x-api-key': 'sk-a', 'anthropic-version': '2023-06-01', 'content-type': 'application/json' },
+    gemini: { 'x-goog-api-key': 'sk-a', 'content-type': 'application/json' },
+  };
+  const post = (p, headers, body) => request(`${mock.url}${p}`, { method: 'POST', headers, body });
+  const postSSE = async (p, headers, body) => parseSSE(await (await fetch(`${mock.url}${p}`, { method: 'POST', headers,
+    body: JSON.stringify(body) })).text());
+
+  it('scripts a tool call with reasoning in every format, and the SDKs accept it', async () => {
+    await mock.config({ answer: { cached_tokens: 2 } });
+    try {
+      // OpenAI Chat: reasoning_content and tool_calls.
+      const chat = { model: 'm', messages: [{ role: 'user', content: ASK }] };
+      const c = await sdk.chat.completions.create(chat);
+      const m = c.choices[0].message;
+      assert.equal(c.choices[0].finish_reason, 'tool_calls');
+      assert.equal(m.content, null);
+      assert.match(m.reasoning_content, /^Thinking about: call tool/);
+      assert.equal(m.tool_calls[0].function.name, 'get_weather');
+      assert.deepEqual(JSON.parse(m.tool_calls[0].function.arguments), ARGS);
+      assert.deepEqual(normalizeUsage('openai', c.usage).cached, 2);
+      const cs = checkChatStream(await postSSE('/v1/chat/completions', H.openai,
+        { ...chat, stream: true, stream_options: { include_usage: true } }));
+      assert.equal(cs.finish_reason, 'tool_calls');
+      assert.equal(cs.reasoning_content, m.reasoning_content);
+      assert.deepEqual(JSON.parse(cs.tool_calls[0].function.arguments), ARGS);
+      assert.equal(cs.tool_calls[0].id, m.tool_calls[0].id, 'ids are deterministic');
+
+      // Responses: a reasoning item (summary and encrypted_content only when asked) and a call.
+      const rq = { model: 'm', input: ASK, reasoning: { summary: 'auto' }, include: ['reasoning.encrypted_content'] };
+      const r = await sdk.responses.create(rq);
+      assert.deepEqual(r.output.map((o) => o.type), ['reasoning', 'function_call']);
+      assert.match(r.output[0].encrypted_content, /^gAAAAAB/);
+      assert.equal(r.output[0].summary[0].text, m.reasoning_content);
+      assert.deepEqual(JSON.parse(r.output[1].arguments), ARGS);
+      const bare = await sdk.responses.create({ model: 'm', input: ASK });
+      assert.deepEqual(bare.output[0].summary, []);
+      assert.equal(bare.output[0].encrypted_content, undefined);
+      const rs = checkResponsesStream(await postSSE('/v1/responses', H.openai, { ...rq, stream: true }));
+      assert.deepEqual(rs.items.map((o) => o.type), ['reasoning', 'function_call']);
+      const types = [];
+      for await (const ev of await sdk.responses.create({ ...rq, stream: true })) types.push(ev.type);
+      assert.ok(types.includes('response.reasoning_summary_text.delta') && types.includes('response.function_call_arguments.done'));
+
+      // Anthropic: a signed thinking block (only with thinking on) and tool_use.
+      const an = new Anthropic({ baseURL: mock.url, apiKey: 'sk-a', maxRetries: 0 });
+      const aq = { model: 'claude', max_tokens: 4096, thinking: { type: 'enabled', budget_tokens: 1024 },
+        messages: [{ role: 'user', content: ASK }] };
+      const a = await an.messages.create(aq);
+      assert.deepEqual(a.content.map((b) => b.type), ['thinking', 'tool_use']);
+      assert.ok(a.content[0].signature);
+      assert.deepEqual(a.content[1].input, ARGS);
+      assert.equal(a.stop_reason, 'tool_use');
+      assert.equal(a.usage.cache_read_input_tokens, 2);
+      const fin = await an.messages.stream(aq).finalMessage();
+      assert.deepEqual(fin.content.map((b) => [b.type, b.signature ?? b.input]),
+        a.content.map((b) => [b.type, b.signature ?? b.input]));
+      checkAnthropicStream(await postSSE('/v1/messages', H.anthropic, { ...aq, stream: true }));
+      const off = await an.messages.create({ ...aq, thinking: undefined });
+      assert.deepEqual(off.content.map((b) => b.type), ['tool_use'], 'no thinking unless enabled');
+
+      // Gemini: thought parts (with includeThoughts) and the signature on the call.
+      const gm = new GoogleGenAI({ apiKey: 'sk-a', httpOptions: { baseUrl: mock.url } });
+      const g = await gm.models.generateContent({ model: 'gemini-2.5-pro', contents: ASK,
+        config: { thinkingConfig: { includeThoughts: true } } });
+      const parts = g.candidates[0].content.parts;
+      assert.equal(parts[0].thought, true);
+      assert.deepEqual(parts[1].functionCall, { name: 'get_weather', args: ARGS });
+      assert.ok(parts[1].thoughtSignature);
+      assert.equal(g.usageMetadata.cachedContentTokenCount, 2);
+      assert.ok(g.usageMetadata.thoughtsTokenCount > 0);
+      const gs = checkGeminiStream(await postSSE('/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse', H.gemini,
+        { contents: [{ role: 'user', parts: [{ text: ASK }] }] }));
+      assert.ok(!gs.parts.some((x) => x.thought), 'no thought parts without includeThoughts');
+      assert.equal(gs.parts.find((x) => x.functionCall).thoughtSignature, parts[1].thoughtSignature);
+    } finally {
+      await mock.config({ answer: {} });
+    }
+  });
+
+  it('refuses tampered reasoning tokens and unpaired tool results, as the providers do', async () => {
+    // Anthropic: the signature vouches for the thinking text.
+    const aq = { model: 'claude', max_tokens: 4096, thinking: { type: 'enabled', budget_tokens: 1024 },
+      messages: [{ role: 'user', content: ASK }] };
+    const a = (await post('/v1/messages', H.anthropic, aq)).json;
+    const history = (content) => ({ ...aq, messages: [...aq.messages, { role: 'assistant', content },
+      { role: 'user', content: [{ type: 'tool_result', tool_use_id: a.content[1].id, content: '21C' }] }] });
+    const ok = await post('/v1/messages', H.anthropic, history(a.content));
+    assert.equal(ok.status, 200, ok.text);
+    assert.equal(ok.json.content.find((b) => b.type === 'text').text, 'result: 21C');
+    const forged = [{ ...a.content[0], thinking: `${a.content[0].thinking}!` }, a.content[1]];
+    const bad = await post('/v1/messages', H.anthropic, history(forged));
+    assert.equal(bad.status, 400);
+    assert.match(bad.json.error.message, /Invalid `signature` in `thinking` block/);
+    const noThinking = await post('/v1/messages', H.anthropic, history([a.content[1]]));
+    assert.equal(noThinking.status, 400);
+    assert.match(noThinking.json.error.message, /must start with a thinking block/);
+    const stray = await post('/v1/messages', H.anthropic, { model: 'c', max_tokens: 10, messages: [
+      { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_x', content: 'r' }] }] });
+    assert.equal(stray.status, 400);
+
+    // Gemini: signatures verified; Gemini 3 calls need one (or Google's skip value).
+    const gq = { contents: [{ role: 'user', parts: [{ text: ASK }] }] };
+    const g = (await post('/v1beta/models/gemini-2.5-pro:generateContent', H.gemini, gq)).json;
+    const call = g.candidates[0].content.parts[0];
+    const turn = (part) => ({ contents: [...gq.contents, { role: 'model', parts: [part] },
+      { role: 'user', parts: [{ functionResponse: { name: 'get_weather', response: { t: 21 } } }] }] });
+    const gok = await post('/v1beta/models/gemini-3-pro-preview:generateContent', H.gemini, turn(call));
+    assert.equal(gok.status, 200, gok.text);
+    assert.equal(gok.json.candidates[0].content.parts[0].text, 'result: {"t":21}');
+    const corrupted = await post('/v1beta/models/gemini-2.5-pro:generateContent', H.gemini,
+      turn({ ...call, thoughtSignature: `A${call.thoughtSignature.slice(1)}` }));
+    assert.equal(corrupted.status, 400);
+    assert.deepEqual(corrupted.json, { error: { code: 400, message: 'Corrupted thought signature.',
+      status: 'INVALID_ARGUMENT' } });
+    const { thoughtSignature, ...unsigned } = call;
+    assert.equal((await post('/v1beta/models/gemini-2.5-pro:generateContent', H.gemini, turn(unsigned))).status, 200);
+    const missing = await post('/v1beta/models/gemini-3-pro-preview:generateContent', H.gemini, turn(unsigned));
+    assert.equal(missing.status, 400);
+    assert.match(missing.json.error.message, /missing a thought_signature/);
+    const skipped = await post('/v1beta/models/gemini-3-pro-preview:generateContent', H.gemini,
+      turn({ ...unsigned, thoughtSignature: 'skip_thought_signature_validator' }));
+    assert.equal(skipped.status, 200, skipped.text);
+
+    // Responses: encrypted_content verified; outputs need their call.
+    const rq = { model: 'm', input: [{ role: 'user', content: ASK }], store: false,
+      include: ['reasoning.encrypted_content'] };
+    const r = (await post('/v1/responses', H.openai, rq)).json;
+    const next = (items) => ({ ...rq, input: [...rq.input, ...items,
+      { type: 'function_call_output', call_id: r.output[1].call_id, output: '21C' }] });
+    const rok = await post('/v1/responses', H.openai, next(r.output));
+    assert.equal(rok.status, 200, rok.text);
+    const tampered = await post('/v1/responses', H.openai,
+      next([{ ...r.output[0], encrypted_content: `${r.output[0].encrypted_content}x` }, r.output[1]]));
+    assert.equal(tampered.status, 400);
+    assert.equal(tampered.json.error.code, 'invalid_encrypted_content');
+    const orphan = await post('/v1/responses', H.openai, next([]));
+    assert.equal(orphan.status, 400);
+    assert.match(orphan.json.error.message, /No tool call found/);
+
+    // Chat: tool messages answer the calls right before them.
+    const lonely = await post('/v1/chat/completions', H.openai, { model: 'm', messages: [
+      { role: 'user', content: 'x' }, { role: 'tool', tool_call_id: 'call_1', content: 'r' }] });
+    assert.equal(lonely.status, 400);
+    assert.match(lonely.json.error.message, /must be a response to a preceeding message with 'tool_calls'/);
+    const refused = (await mock.requests()).filter((x) => x.refused);
+    assert.ok(refused.length >= 6, 'refusals are recorded');
   });
 
   it('keeps up: 200 requests over kept-alive connections quickly', async () => {

@@ -7,6 +7,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -116,6 +117,7 @@ struct RequestLog {
   int status = 0;
   std::string error_code;
   std::string client_key_id;
+  std::string session_id;  // the client's sticky session, echoed as X-OmniRoute-Session-Id
   std::string provider;
   std::string connection_id;
   std::string requested_model;
@@ -212,6 +214,7 @@ net::awaitable<bool> Reply(beast::tcp_stream& stream, const Request& req, Reques
   http::response<http::string_body> res{static_cast<http::status>(status), req.version()};
   res.set(http::field::content_type, content_type);
   res.set("x-request-id", log.request_id);
+  if (!log.session_id.empty()) res.set("x-omniroute-session-id", log.session_id);
   if (!extra_name.empty()) res.set(extra_name, extra_value);
   res.keep_alive(req.keep_alive());
   res.body() = std::move(body);
@@ -454,14 +457,35 @@ net::awaitable<bool> EdgeServer::Impl::Route(Exchange& x, const std::string& pat
   if (path == "/readyz") {
     log.route = "readyz";
     const bool ready = !draining && (!services.ready || services.ready());
-    const char* body = R"({"status":"ready"})";
+    std::string body = R"({"status":"ready"})";
     if (!ready) {
       body = draining ? R"({"status":"draining"})" : R"({"status":"services unavailable"})";
+    } else {
+      // Still ready without Redis (the router routes on local state), but say so.
+      router::v1::HealthRequest hreq;
+      hreq.set_brief(true);
+      auto health = co_await Await<router::v1::HealthResponse>(
+          services.in_process, [&](auto cb) { services.router->Health(hreq, std::move(cb)); });
+      if (health.ok()) {
+        metrics.RouterHealth(*health);
+        const char* routing_state = health->store_healthy() ? "shared" : "local";
+        body = json::serialize(json::object{{"status", "ready"},
+                                            {"routing_state", routing_state},
+                                            {"state_store", health->store()},
+                                            {"state_store_healthy", health->store_healthy()},
+                                            {"detail", health->store_detail()}});
+      }
     }
-    co_return co_await Reply(x.stream, req, log, ready ? 200 : 503, body);
+    const int status = ready ? 200 : 503;
+    co_return co_await Reply(x.stream, req, log, status, std::move(body));
   }
   if (path == "/metrics") {
     log.route = "metrics";
+    router::v1::HealthRequest hreq;
+    hreq.set_brief(true);
+    auto health = co_await Await<router::v1::HealthResponse>(
+        services.in_process, [&](auto cb) { services.router->Health(hreq, std::move(cb)); });
+    if (health.ok()) metrics.RouterHealth(*health);
     co_return co_await Reply(x.stream, req, log, 200, metrics.Serialize(),
                              "text/plain; version=0.0.4; charset=utf-8");
   }
@@ -611,6 +635,33 @@ net::awaitable<bool> EdgeServer::Impl::Admin(Exchange& x, const std::string& pat
         "Admin credentials required: Authorization: Bearer <OMNIROUTE_ADMIN_KEY>",
         "unauthorized");
   }
+  // The routing admin API is the router's: combos, aliases, fallback chains, routing and
+  // resilience settings, health, resets.
+  static constexpr std::string_view kRouterPaths[] = {
+      "/api/health",  "/api/resilience", "/api/routing",        "/api/settings/routing",
+      "/api/settings/resilience", "/api/combos", "/api/aliases", "/api/fallback-chains"};
+  bool routing_admin = path.starts_with("/api/providers/") && path.ends_with("/routing");
+  for (std::string_view prefix : kRouterPaths) {
+    if (path.starts_with(prefix) && (path.size() == prefix.size() || path[prefix.size()] == '/')) {
+      routing_admin = true;
+    }
+  }
+  if (routing_admin) {
+    router::v1::AdminRequest areq;
+    areq.set_method(std::string(x.req.method_string()));
+    areq.set_path(path);
+    areq.set_body(x.req.body());
+    auto answer = co_await Await<router::v1::AdminResponse>(
+        services.in_process, [&](auto cb) { services.router->Admin(areq, std::move(cb)); });
+    if (!answer.ok()) {
+      const int status = HttpStatusFromStatus(answer.status());
+      co_return co_await ReplyError(x.stream, x.req, x.log, x.format, status,
+                                    SV(answer.status().message()));
+    }
+    const int status = answer->status();
+    std::string body = std::move(*answer->mutable_body());
+    co_return co_await Reply(x.stream, x.req, x.log, status, std::move(body));
+  }
   if (path != "/api/usage/requests" || x.req.method() != http::verb::get) {
     const std::string message = absl::StrCat("Unknown admin route ", path);
     co_return co_await ReplyError(x.stream, x.req, x.log, x.format, 404, message, "not_found");
@@ -686,8 +737,24 @@ net::awaitable<bool> EdgeServer::Impl::Proxy(Exchange& x, ChatRequestInfo& info)
   std::string_view session = Header(x.req, "x-session-id");
   if (session.empty()) session = Header(x.req, "x_session_id");
   plan_req.set_session_id(std::string(session));
-  auto plan = co_await Await<router::v1::RoutePlan>(
-      services.in_process, [&](auto cb) { services.router->Plan(plan_req, std::move(cb)); });
+  log.session_id = std::string(session);
+
+  // When every candidate is cooling down the router may ask us to wait for the earliest and
+  // plan again (wait-for-cooldown), a bounded number of times.
+  absl::StatusOr<router::v1::RoutePlan> plan;
+  for (int waits = 0;; ++waits) {
+    plan = co_await Await<router::v1::RoutePlan>(
+        services.in_process, [&](auto cb) { services.router->Plan(plan_req, std::move(cb)); });
+    if (!plan.ok() || plan->candidates_size() > 0 || plan->wait_ms() <= 0 ||
+        waits >= plan->max_wait_retries() || draining) {
+      break;
+    }
+    metrics.CooldownWait();
+    net::steady_timer timer(x.worker.ioc);
+    timer.expires_after(std::chrono::milliseconds(plan->wait_ms()));
+    auto [wec] = co_await timer.async_wait(kAwait);
+    if (wec) break;
+  }
   if (!plan.ok()) {
     const int status = HttpStatusFromStatus(plan.status());
     const char* code = status == 404 ? "model_not_found" : "invalid_request_error";
@@ -695,27 +762,67 @@ net::awaitable<bool> EdgeServer::Impl::Proxy(Exchange& x, ChatRequestInfo& info)
                                   SV(plan.status().message()), code);
   }
   if (plan->candidates_size() == 0) {
+    // Nothing usable: 503 with Retry-After and why (an open breaker says so in a header).
     const int64_t secs = std::max<int64_t>(1, (plan->retry_after_ms() + 999) / 1000);
-    HttpError err = MakeHttpError(x.format, 503,
-                                  absl::StrCat("Every account for '", info.model,
-                                               "' is cooling down; retry in ", secs, " s"),
-                                  "all_accounts_cooling_down");
-    log.error_code = "all_accounts_cooling_down";
-    co_return co_await Reply(x.stream, x.req, log, err.status, std::move(err.body),
-                             "application/json", "retry-after", std::to_string(secs));
+    const bool breaker = plan->reason() == router::v1::UNAVAILABLE_BREAKER_OPEN;
+    std::string code = "all_accounts_cooling_down";
+    if (breaker) {
+      code = "provider_circuit_open";
+    } else if (plan->reason() == router::v1::UNAVAILABLE_PACING) {
+      code = "all_accounts_rate_limited";
+    }
+    std::string message = plan->message();
+    if (message.empty()) {
+      message = absl::StrCat("Every account for '", info.model, "' is cooling down; retry in ",
+                             secs, " s");
+    }
+    HttpError err = MakeHttpError(x.format, 503, message, code);
+    log.error_code = code;
+    log.status = 503;
+    metrics.Unavailable(code);
+    metrics.CandidatesTried(0);
+    http::response<http::string_body> res{http::status::service_unavailable, x.req.version()};
+    res.set(http::field::content_type, "application/json");
+    res.set("x-request-id", log.request_id);
+    if (!log.session_id.empty()) res.set("x-omniroute-session-id", log.session_id);
+    res.set(http::field::retry_after, std::to_string(secs));
+    if (breaker) res.set("x-omniroute-provider-breaker", "open");
+    res.keep_alive(x.req.keep_alive());
+    res.body() = std::move(err.body);
+    res.prepare_payload();
+    auto [wec, wn] = co_await http::async_write(x.stream, res, kAwait);
+    co_return !wec;
   }
 
-  // Try the candidates in order until one answers.
+  // Try the candidates in order until one answers. A paced candidate after the first needs
+  // an in-flight slot first; a busy one is passed over.
   AttemptResult result;
   result.error = absl::UnavailableError("no upstream was tried");
   const int attempts = std::min(plan->candidates_size(), kMaxAttempts);
+  int tried = 0;
   for (int i = 0; i < attempts; ++i) {
     const bool last_candidate = i + 1 == attempts;
-    result = co_await Attempt(x, info, plan->candidates(i), last_candidate);
-    if (result.kind == AttemptResult::kAnswered) co_return result.alive;
+    router::v1::Candidate cand = plan->candidates(i);
+    if (cand.paced() && cand.lease_id().empty()) {
+      router::v1::AcquireRequest acquire;
+      acquire.set_request_id(log.request_id);
+      *acquire.mutable_candidate() = cand;
+      auto slot = co_await Await<router::v1::AcquireResponse>(
+          services.in_process,
+          [&](auto cb) { services.router->Acquire(acquire, std::move(cb)); });
+      if (slot.ok() && !slot->granted()) continue;
+      if (slot.ok()) cand.set_lease_id(slot->lease_id());
+    }
+    ++tried;
+    result = co_await Attempt(x, info, cand, last_candidate);
+    if (result.kind == AttemptResult::kAnswered) {
+      metrics.CandidatesTried(tried);
+      co_return result.alive;
+    }
     if (result.kind == AttemptResult::kStop) break;
-    if (!last_candidate) metrics.Fallback(plan->candidates(i).provider());
+    if (!last_candidate) metrics.Fallback(cand.provider());
   }
+  metrics.CandidatesTried(tried);
   const int status = result.status == 0 ? 502 : result.status;
   std::string message;
   const char* code = "";
@@ -737,6 +844,9 @@ net::awaitable<AttemptResult> EdgeServer::Impl::Attempt(Exchange& x, ChatRequest
   log.upstream_model = cand.upstream_model();
   log.upstream_format = cand.format();
   const auto attempt_start = Clock::now();
+  router::v1::RateLimit rate_limit;  // what the upstream's headers announce, when they do
+  bool has_rate_limit = false;
+  bool model_scoped = false;
   auto report = [&](int status, bool network, int64_t retry_ms) {
     router::v1::Outcome outcome;
     outcome.set_request_id(log.request_id);
@@ -744,6 +854,8 @@ net::awaitable<AttemptResult> EdgeServer::Impl::Attempt(Exchange& x, ChatRequest
     outcome.set_http_status(status);
     outcome.set_network_error(network);
     outcome.set_retry_after_ms(retry_ms);
+    outcome.set_model_scoped(model_scoped);
+    if (has_rate_limit) *outcome.mutable_rate_limit() = rate_limit;
     outcome.set_latency_ms(static_cast<int64_t>(SecondsSince(attempt_start) * 1000));
     outcome.set_ttft_ms(log.ttft_ms);
     services.router->Report(outcome);
@@ -824,15 +936,29 @@ net::awaitable<AttemptResult> EdgeServer::Impl::Attempt(Exchange& x, ChatRequest
   }
   std::unique_ptr<UpstreamExchange> ex = std::move(sent).value();
   const int ustatus = ex->status();
+  auto header = [&ex](std::string_view name) -> std::string_view {
+    return ex->headers()[name];
+  };
+  if (const RateLimitHeaders rl = ReadRateLimitHeaders(header, NowMs()); rl.present()) {
+    has_rate_limit = true;
+    rate_limit.set_remaining_requests(rl.remaining_requests);
+    rate_limit.set_limit_requests(rl.limit_requests);
+    rate_limit.set_remaining_tokens(rl.remaining_tokens);
+    rate_limit.set_limit_tokens(rl.limit_tokens);
+    rate_limit.set_reset_requests_ms(rl.reset_requests_ms);
+    rate_limit.set_reset_tokens_ms(rl.reset_tokens_ms);
+  }
 
   if (ustatus < 200 || ustatus >= 300) {
     std::string ubody;
     auto read = co_await ex->ReadAll(ubody, 1024 * 1024);
     const std::string retry_after(ex->headers()[http::field::retry_after]);
-    const int64_t hint =
-        RetryHintMs(retry_after, SV(AV(ex->headers()["x-ratelimit-reset"])), NowMs());
+    const int64_t hint = RetryHintMs(header, ubody, NowMs());
+    model_scoped = IsModelScopedFailure(ustatus, ubody);
     report(ustatus, false, hint);
-    if (Retryable(ustatus) && !last_candidate) {
+    // A model-specific 400 (context length, unsupported parameter): another model may take it.
+    const bool model_specific = IsModelSpecificError(ustatus, ubody);
+    if ((Retryable(ustatus) || model_specific) && !last_candidate) {
       result.status = ustatus;
       result.error = absl::UnavailableError(absl::StrCat("HTTP ", ustatus));
       co_return result;
@@ -941,6 +1067,7 @@ net::awaitable<AttemptResult> EdgeServer::Impl::RelayStream(
   res.set(http::field::content_type, "text/event-stream");
   res.set(http::field::cache_control, "no-cache");
   res.set("x-request-id", log.request_id);
+  if (!log.session_id.empty()) res.set("x-omniroute-session-id", log.session_id);
   res.keep_alive(x.req.keep_alive());
   res.chunked(true);
   http::response_serializer<http::empty_body> sr{res};

@@ -50,6 +50,37 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                     .Help("Client requests being served")
                     .Register(*registry_)
                     .Add({});
+  candidates_tried_ = &prometheus::BuildHistogram()
+                           .Name("omniroute_candidates_tried")
+                           .Help("Candidates (provider accounts) tried per client request")
+                           .Register(*registry_);
+  cooldown_waits_ = &prometheus::BuildCounter()
+                         .Name("omniroute_cooldown_waits_total")
+                         .Help("Waits for a cooldown before planning a request again")
+                         .Register(*registry_);
+  unavailable_ = &prometheus::BuildCounter()
+                      .Name("omniroute_unavailable_total")
+                      .Help("Requests answered 503 without an upstream call, by reason")
+                      .Register(*registry_);
+  breaker_state_ = &prometheus::BuildGauge()
+                        .Name("omniroute_breaker_state")
+                        .Help("Provider circuit breaker: 0 closed, 1 half-open, 2 open")
+                        .Register(*registry_);
+  store_up_ = &prometheus::BuildGauge()
+                   .Name("omniroute_router_state_store_up")
+                   .Help("1 while the router's shared state store (Redis) answers; 0 while "
+                         "it routes on process-local state")
+                   .Register(*registry_);
+  router_events_ = &prometheus::BuildCounter()
+                        .Name("omniroute_router_events_total")
+                        .Help("Routing events across replicas (cooldowns_started, "
+                              "lockouts_started, breaker_opened, breaker_closed, ...)")
+                        .Register(*registry_);
+  router_store_errors_ = &prometheus::BuildCounter()
+                              .Name("omniroute_router_store_errors_total")
+                              .Help("Failed state store (Redis) operations of the router "
+                                    "replica this edge talks to")
+                              .Register(*registry_);
 }
 
 Metrics::~Metrics() = default;
@@ -82,6 +113,38 @@ void Metrics::Fallback(std::string_view provider) {
 }
 
 void Metrics::InFlight(int delta) { in_flight_->Increment(delta); }
+
+void Metrics::CandidatesTried(int n) {
+  static const prometheus::Histogram::BucketBoundaries kBuckets = {0, 1, 2, 3, 4, 5, 10};
+  candidates_tried_->Add({}, kBuckets).Observe(n);
+}
+
+void Metrics::CooldownWait() { cooldown_waits_->Add({}).Increment(); }
+
+void Metrics::Unavailable(std::string_view code) {
+  unavailable_->Add({{"code", std::string(code)}}).Increment();
+}
+
+void Metrics::RouterHealth(const router::v1::HealthResponse& health) {
+  for (const auto& p : health.providers()) {
+    const double state = p.state() == "open" ? 2 : p.state() == "half_open" ? 1 : 0;
+    breaker_state_->Add({{"provider", p.provider()}}).Set(state);
+  }
+  store_up_->Add({{"store", health.store()}}).Set(health.store_healthy() ? 1 : 0);
+  std::lock_guard<std::mutex> lock(router_mu_);
+  for (const auto& [name, value] : health.counters()) {
+    // Counters only grow: add what is new (a restarted Redis starts them again from 0).
+    int64_t& seen = router_seen_[name];
+    const int64_t delta = value >= seen ? value - seen : value;
+    seen = value;
+    if (delta <= 0) continue;
+    if (name == "store_errors") {
+      router_store_errors_->Add({}).Increment(static_cast<double>(delta));
+    } else {
+      router_events_->Add({{"event", name}}).Increment(static_cast<double>(delta));
+    }
+  }
+}
 
 std::string Metrics::Serialize() const {
   return prometheus::TextSerializer().Serialize(registry_->Collect());

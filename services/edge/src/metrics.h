@@ -1,8 +1,12 @@
 #pragma once
 
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+
+#include "omniroute/router/v1/router.pb.h"
 
 namespace prometheus {
 class Registry;
@@ -28,6 +32,15 @@ class Metrics {
   void Tokens(std::string_view provider, std::string_view type, int64_t n);
   void Fallback(std::string_view provider);
   void InFlight(int delta);
+  // How many candidates one client request tried (0: none was usable).
+  void CandidatesTried(int n);
+  // A wait for a cooldown before planning a request again.
+  void CooldownWait();
+  // A request answered 503 without an upstream call, by why (`provider_circuit_open`, ...).
+  void Unavailable(std::string_view code);
+  // The router's view: breaker state per provider, state store reachability, shared event
+  // counters (cooldowns started, breaker openings, ...), the router's store errors.
+  void RouterHealth(const router::v1::HealthResponse& health);
 
   // Prometheus text exposition of every metric.
   std::string Serialize() const;
@@ -41,6 +54,15 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* tokens_;
   prometheus::Family<prometheus::Counter>* fallbacks_;
   prometheus::Gauge* in_flight_;
+  prometheus::Family<prometheus::Histogram>* candidates_tried_;
+  prometheus::Family<prometheus::Counter>* cooldown_waits_;
+  prometheus::Family<prometheus::Counter>* unavailable_;
+  prometheus::Family<prometheus::Gauge>* breaker_state_;
+  prometheus::Family<prometheus::Gauge>* store_up_;
+  prometheus::Family<prometheus::Counter>* router_events_;
+  prometheus::Family<prometheus::Counter>* router_store_errors_;
+  std::mutex router_mu_;
+  std::map<std::string, int64_t> router_seen_;  // last counter values, to add differences
 };
 
 }  // namespace omniroute::edge

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/grpc_util.h"
 #include "gtest/gtest.h"
+#include "local_router.h"
 
 namespace omniroute::router {
 namespace {
@@ -171,6 +172,67 @@ TEST_F(GrpcRouterTest, DestroyingTheClientCancelsCallsThatOutlastTheGrace) {
   EXPECT_EQ(f.get().status().code(), absl::StatusCode::kCancelled);
   EXPECT_GE(waited, 1500ms);
   EXPECT_LT(waited, 5s);
+}
+
+TEST(GrpcLocalRouterTest, NewCallsCrossTheWire) {
+  auto config = ParseConfig(R"(
+nodes: [ { id: n, format: openai, base_url: "http://127.0.0.1:9/v1", queue: { max_concurrent: 1 } } ]
+connections: [ { provider: n, name: a, api_key: k }, { provider: n, name: b, api_key: k } ]
+)");
+  ASSERT_TRUE(config.ok()) << config.status();
+  auto shared = std::make_shared<const Config>(*config);
+  auto registry = BuildRegistry(*shared);
+  ASSERT_TRUE(registry.ok());
+  RouterOptions options;
+  options.background = false;
+  options.persist = false;
+  auto impl = std::make_shared<LocalRouter>(shared, *registry, MakeMemoryStateStore(), options);
+  auto service = MakeRouterGrpcService(impl, 2);
+  int port = 0;
+  auto server = StartGrpcServer("127.0.0.1:0", {service.get()}, &port);
+  ASSERT_NE(server, nullptr);
+  RouterPtr client = MakeRouterGrpcClient(MakeServiceChannel(absl::StrCat("127.0.0.1:", port)));
+
+  v1::PlanRequest req;
+  req.set_request_id("r1");
+  req.set_model("n/m");
+  std::promise<absl::StatusOr<v1::RoutePlan>> plan;
+  client->Plan(req, [&](absl::StatusOr<v1::RoutePlan> r) { plan.set_value(std::move(r)); });
+  absl::StatusOr<v1::RoutePlan> got = plan.get_future().get();
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->candidates_size(), 2);
+  EXPECT_FALSE(got->candidates(0).lease_id().empty());
+  EXPECT_TRUE(got->candidates(1).paced());
+
+  v1::AcquireRequest acq;
+  *acq.mutable_candidate() = got->candidates(1);
+  std::promise<absl::StatusOr<v1::AcquireResponse>> slot;
+  client->Acquire(acq, [&](absl::StatusOr<v1::AcquireResponse> r) { slot.set_value(std::move(r)); });
+  absl::StatusOr<v1::AcquireResponse> granted = slot.get_future().get();
+  ASSERT_TRUE(granted.ok()) << granted.status();
+  EXPECT_TRUE(granted->granted());
+
+  v1::HealthRequest hreq;
+  hreq.set_brief(true);
+  std::promise<absl::StatusOr<v1::HealthResponse>> health;
+  client->Health(hreq, [&](absl::StatusOr<v1::HealthResponse> r) { health.set_value(std::move(r)); });
+  absl::StatusOr<v1::HealthResponse> h = health.get_future().get();
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ(h->store(), "memory");
+  EXPECT_TRUE(h->store_healthy());
+
+  v1::AdminRequest areq;
+  areq.set_method("POST");
+  areq.set_path("/api/combos");
+  areq.set_body(R"({"name":"c","models":["n/m"]})");
+  std::promise<absl::StatusOr<v1::AdminResponse>> admin;
+  client->Admin(areq, [&](absl::StatusOr<v1::AdminResponse> r) { admin.set_value(std::move(r)); });
+  absl::StatusOr<v1::AdminResponse> a = admin.get_future().get();
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->status(), 201) << a->body();
+
+  client.reset();
+  server->Shutdown(std::chrono::system_clock::now() + 1s);
 }
 
 TEST(GrpcRouterClientTest, UnreachableServiceIsUnavailable) {

@@ -1,11 +1,22 @@
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
 
 #include "common/config.h"
 #include "router.h"
+#include "routing_table.h"
 #include "state_store.h"
+#include "strategies.h"
 
 namespace omniroute::router {
 
@@ -13,8 +24,108 @@ namespace omniroute::router {
 using Clock = std::function<int64_t()>;
 int64_t SystemNowMs();
 
-// The routing logic over a StateStore: model resolution, candidate order, cooldowns.
+struct RouterOptions {
+  Clock clock = SystemNowMs;
+  Random random;  // default: a seeded 64-bit Mersenne Twister (thread-safe)
+  // Where runtime routing changes (admin API) persist. Default: $DATA_DIR/router-runtime.json
+  // when the config has a data_dir; empty = not persisted.
+  std::string runtime_path;
+  bool persist = true;
+  // A background thread that maintains the store and picks up routing changes made through
+  // other replicas, every sync_interval_ms. Off: call Tick() yourself.
+  bool background = true;
+  int64_t sync_interval_ms = 1000;
+  // Report() only queues the outcome; a thread of the router's records it. For callers that
+  // must not wait on a remote store (the all-in-one's event loops with Redis).
+  bool async_reports = false;
+};
+
+// Longest chain of combos inside combos.
+inline constexpr int kMaxComboDepth = 3;
+
+// The routing logic over a StateStore: model resolution, candidate order, cooldowns,
+// lockouts, breakers, pacing, sticky sessions, and the routing admin API.
+class LocalRouter final : public Router {
+ public:
+  LocalRouter(ConfigPtr config, std::shared_ptr<const ProviderRegistry> registry,
+              StateStorePtr state, RouterOptions options);
+  ~LocalRouter() override;
+
+  // Interface
+  void Plan(const v1::PlanRequest& request, Callback<v1::RoutePlan> done) override;
+  void Report(const v1::Outcome& outcome) override;
+  void ListModels(Callback<v1::ListModelsResponse> done) override;
+  void Acquire(const v1::AcquireRequest& request, Callback<v1::AcquireResponse> done) override;
+  void Health(const v1::HealthRequest& request, Callback<v1::HealthResponse> done) override;
+  void Admin(const v1::AdminRequest& request, Callback<v1::AdminResponse> done) override;
+
+  // One round of upkeep: store maintenance, and adopting (or republishing) the shared
+  // runtime routing configuration.
+  void Tick();
+
+  // The routing configuration in effect.
+  std::shared_ptr<const RoutingTable> table() const;
+
+ private:
+  struct Target;
+  struct PlanContext;
+
+  absl::StatusOr<v1::RoutePlan> PlanNow(const v1::PlanRequest& request);
+  absl::Status Expand(const RoutingTable& t, const std::string& model, int depth,
+                      const ComboSpec* combo, std::vector<std::string> use_counters,
+                      bool allow_alias,
+                      PlanContext& ctx, std::vector<Target>* out);
+  absl::Status ExpandCombo(const RoutingTable& t, const ComboSpec& combo, int depth,
+                           PlanContext& ctx, std::vector<Target>* out);
+  void AppendFallbackChain(const RoutingTable& t, const std::string& requested,
+                           const Target* primary, PlanContext& ctx, std::vector<Target>* out);
+  absl::StatusOr<std::pair<const ProviderSpec*, std::string>> ResolveSingle(
+      const RoutingTable& t, std::string_view model) const;
+  v1::HealthResponse HealthNow(bool brief);
+  v1::AdminResponse AdminNow(const v1::AdminRequest& request);
+
+  // Changes the runtime routing configuration with `mutate`; on success rebuilds the
+  // table, persists and publishes it.
+  absl::Status ChangeRuntime(const std::function<absl::Status(RuntimeRouting&)>& mutate);
+  void AdoptRuntime(RuntimeRouting runtime, bool persist);
+  void Persist(const RuntimeRouting& runtime);
+  std::string NewLeaseId(const std::string& request_id);
+  uint64_t NextRandom();
+
+  const ConfigPtr config_;
+  const std::shared_ptr<const ProviderRegistry> registry_;
+  const StateStorePtr state_;
+  RouterOptions options_;
+
+  mutable std::mutex table_mu_;
+  std::shared_ptr<const RoutingTable> table_;
+  std::mutex runtime_mu_;  // serialises runtime changes
+  RuntimeRouting runtime_;
+
+  std::mutex random_mu_;
+  std::mt19937_64 rng_;
+  std::atomic<uint64_t> lease_seq_{0};
+
+  void RecordOutcome(const v1::Outcome& outcome);
+
+  std::mutex tick_mu_;
+  std::condition_variable tick_cv_;
+  bool stopping_ = false;
+  std::thread background_;
+
+  std::mutex reports_mu_;
+  std::condition_variable reports_cv_;
+  std::deque<v1::Outcome> reports_;
+  bool reports_stopping_ = false;
+  int64_t reports_dropped_ = 0;
+  std::thread reporter_;
+};
+
+// The routing logic over a StateStore (see LocalRouter), for in-process callers: outcome
+// reports are recorded asynchronously when the store is shared (Redis).
 RouterPtr MakeLocalRouter(ConfigPtr config, std::shared_ptr<const ProviderRegistry> registry,
                           StateStorePtr state, Clock clock = SystemNowMs);
+RouterPtr MakeLocalRouter(ConfigPtr config, std::shared_ptr<const ProviderRegistry> registry,
+                          StateStorePtr state, RouterOptions options);
 
 }  // namespace omniroute::router

@@ -28,7 +28,7 @@ struct RedisStateStoreOptions {
   std::chrono::milliseconds command_timeout{200};
   // While Redis is down, at most one reconnection attempt per interval.
   std::chrono::milliseconds reconnect_interval{1000};
-  int connections = 4;
+  int connections = 8;
 };
 
 // MakeRedisStateStore with explicit options; INVALID_ARGUMENT for a malformed URL. Redis

@@ -15,7 +15,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "redis_test_server.h"
 
 namespace omniroute::router {
 namespace {
@@ -28,86 +30,12 @@ int64_t NowMs() {
       .count();
 }
 
-bool RedisServerAvailable() { return std::system("command -v redis-server >/dev/null 2>&1") == 0; }
-
-// A throwaway redis-server on a unix socket in a temporary directory.
-class RedisServer {
- public:
-  RedisServer() {
-    char tmpl[] = "/tmp/omni-redis-XXXXXX";
-    dir_ = mkdtemp(tmpl);
-    socket_ = dir_ + "/redis.sock";
-  }
-  ~RedisServer() {
-    Kill();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-
-  // Starts the server and waits until it answers PING.
-  bool Start() {
-    pid_ = fork();
-    if (pid_ == 0) {
-      const int devnull = open("/dev/null", O_WRONLY);
-      dup2(devnull, STDOUT_FILENO);
-      dup2(devnull, STDERR_FILENO);
-      execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", socket_.c_str(),
-             "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", dir_.c_str(),
-             static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    for (int i = 0; i < 200; ++i) {
-      if (redisContext* c = Connect()) {
-        redisFree(c);
-        return true;
-      }
-      std::this_thread::sleep_for(10ms);
-    }
-    return false;
-  }
-
-  void Kill() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-      pid_ = -1;
-      unlink(socket_.c_str());
-    }
-  }
-
-  // A direct connection for inspecting keys; nullptr when the server does not answer.
-  redisContext* Connect() const {
-    redisContext* c = redisConnectUnix(socket_.c_str());
-    if (c == nullptr || c->err != 0) {
-      if (c != nullptr) {
-        redisFree(c);
-      }
-      return nullptr;
-    }
-    redisReply* r = static_cast<redisReply*>(redisCommand(c, "PING"));
-    const bool ok = r != nullptr && r->type == REDIS_REPLY_STATUS;
-    if (r != nullptr) {
-      freeReplyObject(r);
-    }
-    if (!ok) {
-      redisFree(c);
-      return nullptr;
-    }
-    return c;
-  }
-
-  std::string url() const { return "unix://" + socket_; }
-
- private:
-  std::string dir_;
-  std::string socket_;
-  pid_t pid_ = -1;
-};
+using testing::RedisServer;
 
 class RedisStateStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!RedisServerAvailable()) {
+    if (!testing::RedisServerAvailable()) {
       GTEST_SKIP() << "redis-server is not on PATH";
     }
     ASSERT_TRUE(server_.Start());
@@ -121,25 +49,13 @@ class RedisStateStoreTest : public ::testing::Test {
     return store.ok() ? *store : nullptr;
   }
 
-  // A raw command on a fresh connection; the reply's integer or string, "" for nil.
+  // A raw command with one key argument on a fresh connection.
   std::string Raw(const std::string& command, const std::string& key) {
-    redisContext* c = server_.Connect();
-    if (c == nullptr) {
-      return "<down>";
-    }
-    redisReply* r =
-        static_cast<redisReply*>(redisCommand(c, "%s %b", command.c_str(), key.data(), key.size()));
-    std::string out;
-    if (r != nullptr && r->type == REDIS_REPLY_INTEGER) {
-      out = std::to_string(r->integer);
-    } else if (r != nullptr && r->type == REDIS_REPLY_STRING) {
-      out.assign(r->str, r->len);
-    }
-    if (r != nullptr) {
-      freeReplyObject(r);
-    }
-    redisFree(c);
-    return out;
+    return server_.Run((command + " %b").c_str(), key);
+  }
+
+  int64_t CooldownUntil(const std::string& id, int64_t now) {
+    return store_->Read({.connections = {id}}, now).connections[0].cooldown_until_ms;
   }
 
   RedisServer server_;
@@ -148,62 +64,42 @@ class RedisStateStoreTest : public ::testing::Test {
   CooldownPolicy policy_{.base_ms = 1000, .max_ms = 10000, .max_steps = 5};
 };
 
-TEST_F(RedisStateStoreTest, BacksOffExponentiallyUpToTheCap) {
+TEST_F(RedisStateStoreTest, KeysAreNamespacedAndExpire) {
   const int64_t now = NowMs();
   EXPECT_TRUE(store_->Healthy());
-  EXPECT_EQ(store_->StartCooldown("openai:a", now, policy_, 0), now + 1000);
-  EXPECT_EQ(store_->StartCooldown("openai:a", now, policy_, 0), now + 2000);
-  EXPECT_EQ(store_->StartCooldown("openai:a", now, policy_, 0), now + 4000);
-  EXPECT_EQ(store_->StartCooldown("openai:a", now, policy_, 0), now + 8000);
-  EXPECT_EQ(store_->StartCooldown("openai:a", now, policy_, 0), now + 10000);
-  EXPECT_EQ(store_->StartCooldown("openai:a", now, policy_, 0), now + 10000);
-  EXPECT_EQ(Raw("GET", "omni:router:lvl:{openai:a}"), "6");
-}
-
-TEST_F(RedisStateStoreTest, HintWinsWhenLongerButIsCapped) {
-  const int64_t now = NowMs();
-  EXPECT_EQ(store_->StartCooldown("a", now, policy_, 5000), now + 5000);
-  EXPECT_EQ(store_->StartCooldown("b", now, policy_, 500), now + 1000);
-  EXPECT_EQ(store_->StartCooldown("c", now, policy_, 60000), now + 10000);
-}
-
-TEST_F(RedisStateStoreTest, CooldownUntilReadsEveryIdAtOnce) {
-  const int64_t now = NowMs();
-  const int64_t until = store_->StartCooldown("x", now, policy_, 0);
-  const std::vector<int64_t> got = store_->CooldownUntil({"w", "x", "y"}, now);
-  EXPECT_EQ(got, (std::vector<int64_t>{0, until, 0}));
-  // Past its end a cooldown no longer counts.
-  EXPECT_EQ(store_->CooldownUntil({"x"}, until + 1), std::vector<int64_t>{0});
-  EXPECT_TRUE(store_->CooldownUntil({}, now).empty());
-}
-
-TEST_F(RedisStateStoreTest, KeysExpire) {
-  const int64_t now = NowMs();
-  store_->StartCooldown("k", now, policy_, 0);
+  EXPECT_EQ(store_->Kind(), "redis");
+  EXPECT_TRUE(store_->Shared());
+  store_->StartCooldown(CooldownScope::kConnection, "k", now, policy_, 0);
   const int64_t cd_ttl = std::stoll(Raw("PTTL", "omni:router:cd:{k}"));
   EXPECT_GT(cd_ttl, 0);
   EXPECT_LE(cd_ttl, 1000);
   const int64_t lvl_ttl = std::stoll(Raw("PTTL", "omni:router:lvl:{k}"));
   EXPECT_GT(lvl_ttl, 1000);
   EXPECT_LE(lvl_ttl, 1000 + policy_.max_ms * 4);
-}
-
-TEST_F(RedisStateStoreTest, ClearForgetsCooldownAndLevel) {
-  const int64_t now = NowMs();
-  store_->StartCooldown("c", now, policy_, 0);
-  store_->StartCooldown("c", now, policy_, 0);
-  store_->ClearCooldown("c");
-  EXPECT_EQ(store_->CooldownUntil({"c"}, now), std::vector<int64_t>{0});
-  EXPECT_EQ(Raw("EXISTS", "omni:router:lvl:{c}"), "0");
-  EXPECT_EQ(store_->StartCooldown("c", now, policy_, 0), now + 1000);
+  store_->SetSession("sess-1", "p:a", now, 5000);
+  EXPECT_EQ(Raw("GET", "omni:router:sess:{sess-1}"), absl::StrCat("p:a|", now + 5000));
+  const int64_t sess_ttl = std::stoll(Raw("PTTL", "omni:router:sess:{sess-1}"));
+  EXPECT_GT(sess_ttl, 0);
+  EXPECT_LE(sess_ttl, 5000);
+  store_->Increment("rr:acct:p", now, 7000);
+  EXPECT_EQ(Raw("GET", "omni:router:ctr:{rr:acct:p}"), "1");
+  EXPECT_GT(std::stoll(Raw("PTTL", "omni:router:ctr:{rr:acct:p}")), 0);
+  store_->RecordFailure("prov", now, {.failure_threshold = 1, .reset_timeout_ms = 1000}, false);
+  EXPECT_EQ(Raw("GET", "omni:router:br:{prov}").substr(0, 4), "2|0|");
+  EXPECT_GT(std::stoll(Raw("PTTL", "omni:router:br:{prov}")), 0);
+  store_->AcquireSlot("p:a", "lease-1", now, {.max_concurrent = 1, .lease_ttl_ms = 9000});
+  EXPECT_EQ(Raw("ZCARD", "omni:router:inflight:{p:a}"), "1");
+  EXPECT_GT(std::stoll(Raw("PTTL", "omni:router:inflight:{p:a}")), 0);
+  store_->ReleaseSlot("p:a", "lease-1");
+  EXPECT_EQ(Raw("ZCARD", "omni:router:inflight:{p:a}"), "0");
 }
 
 TEST_F(RedisStateStoreTest, ReplicasShareState) {
   StateStorePtr other = MakeStore();
   const int64_t now = NowMs();
-  const int64_t until = store_->StartCooldown("shared", now, policy_, 0);
-  EXPECT_EQ(other->CooldownUntil({"shared"}, now), std::vector<int64_t>{until});
-  EXPECT_EQ(other->StartCooldown("shared", now, policy_, 0), now + 2000);
+  const int64_t until = store_->StartCooldown(CooldownScope::kConnection, "shared", now, policy_, 0);
+  EXPECT_EQ(other->Read({.connections = {"shared"}}, now).connections[0].cooldown_until_ms, until);
+  EXPECT_EQ(other->StartCooldown(CooldownScope::kConnection, "shared", now, policy_, 0), now + 2000);
 }
 
 TEST_F(RedisStateStoreTest, ConcurrentFailuresEachRaiseTheLevel) {
@@ -212,7 +108,7 @@ TEST_F(RedisStateStoreTest, ConcurrentFailuresEachRaiseTheLevel) {
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < 25; ++i) {
-        store_->StartCooldown("busy", now, policy_, 0);
+        store_->StartCooldown(CooldownScope::kConnection, "busy", now, policy_, 0);
       }
     });
   }
@@ -220,21 +116,27 @@ TEST_F(RedisStateStoreTest, ConcurrentFailuresEachRaiseTheLevel) {
     t.join();
   }
   EXPECT_EQ(Raw("GET", "omni:router:lvl:{busy}"), "200");
-  EXPECT_EQ(store_->CooldownUntil({"busy"}, now), std::vector<int64_t>{now + 10000});
+  EXPECT_EQ(CooldownUntil("busy", now), now + 10000);
 }
 
-TEST_F(RedisStateStoreTest, FallsBackToLocalStateWhileRedisIsDownAndRecovers) {
+TEST_F(RedisStateStoreTest, FallsBackToLocalStateWhileRedisIsDownAndHandsItOver) {
   const int64_t now = NowMs();
-  store_->StartCooldown("before", now, policy_, 0);
+  store_->StartCooldown(CooldownScope::kConnection, "before", now, policy_, 0);
   server_.Kill();
 
   // Routing goes on with process-local state.
-  EXPECT_EQ(store_->StartCooldown("down", now, policy_, 0), now + 1000);
+  EXPECT_EQ(store_->StartCooldown(CooldownScope::kConnection, "down", now, policy_, 0), now + 1000);
   EXPECT_FALSE(store_->Healthy());
-  EXPECT_EQ(store_->StartCooldown("down", now, policy_, 0), now + 2000);
-  EXPECT_EQ(store_->CooldownUntil({"down"}, now), std::vector<int64_t>{now + 2000});
-  store_->ClearCooldown("down");
-  EXPECT_EQ(store_->CooldownUntil({"down"}, now), std::vector<int64_t>{0});
+  EXPECT_EQ(store_->StartCooldown(CooldownScope::kConnection, "down", now, policy_, 0), now + 2000);
+  EXPECT_EQ(CooldownUntil("down", now), now + 2000);
+  store_->ClearCooldown(CooldownScope::kConnection, "down");
+  EXPECT_EQ(CooldownUntil("down", now), 0);
+  store_->StartCooldown(CooldownScope::kConnection, "kept", now, policy_, 0);
+  store_->RecordFailure("prov", now, {.failure_threshold = 1, .reset_timeout_ms = 60000}, false);
+  store_->SetSession("s", "p:b", now, 60000);
+  EXPECT_GT(store_->Errors(), 0);
+  StateSnapshot local = store_->Read({.providers = {"prov"}}, now);
+  EXPECT_EQ(local.breakers[0].state, BreakerState::kOpen);
 
   ASSERT_TRUE(server_.Start());
   bool healthy = false;
@@ -243,20 +145,38 @@ TEST_F(RedisStateStoreTest, FallsBackToLocalStateWhileRedisIsDownAndRecovers) {
     healthy = store_->Healthy();
   }
   EXPECT_TRUE(healthy);
-  // Back on Redis (a fresh server: nothing survived).
-  EXPECT_EQ(store_->StartCooldown("after", now, policy_, 0), now + 1000);
+  // Back on Redis (a fresh server: nothing survived), and the outage's state handed over.
+  store_->Maintain(now);
+  StateStorePtr other = MakeStore();
+  const StateSnapshot shared =
+      other->Read({.connections = {"kept"}, .providers = {"prov"}, .session = "s"}, now);
+  EXPECT_EQ(shared.connections[0].cooldown_until_ms, now + 1000);
+  EXPECT_EQ(shared.breakers[0].state, BreakerState::kOpen);
+  EXPECT_EQ(shared.session_connection, "p:b");
+  EXPECT_EQ(store_->StartCooldown(CooldownScope::kConnection, "after", now, policy_, 0), now + 1000);
   EXPECT_EQ(Raw("GET", "omni:router:lvl:{after}"), "1");
 }
 
 TEST_F(RedisStateStoreTest, ReloadsTheScriptAfterAFlush) {
   const int64_t now = NowMs();
-  store_->StartCooldown("s", now, policy_, 0);
-  redisContext* c = server_.Connect();
-  ASSERT_NE(c, nullptr);
-  freeReplyObject(redisCommand(c, "SCRIPT FLUSH"));
-  redisFree(c);
-  EXPECT_EQ(store_->StartCooldown("s", now, policy_, 0), now + 2000);
+  store_->StartCooldown(CooldownScope::kConnection, "s", now, policy_, 0);
+  server_.Run("SCRIPT FLUSH");
+  EXPECT_EQ(store_->StartCooldown(CooldownScope::kConnection, "s", now, policy_, 0), now + 2000);
   EXPECT_TRUE(store_->Healthy());
+}
+
+TEST_F(RedisStateStoreTest, ListsLockoutsBySCAN) {
+  const int64_t now = NowMs();
+  CooldownPolicy lock{.base_ms = 120000, .max_ms = 1800000, .max_steps = 30};
+  store_->StartCooldown(CooldownScope::kModel, "p:p:a:m1", now, lock, 0);
+  store_->StartCooldown(CooldownScope::kModel, "p:p:b:m2", now, lock, 0);
+  store_->StartCooldown(CooldownScope::kConnection, "p:a", now, policy_, 0);
+  auto active = store_->ActiveCooldowns({"p:a", "p:b"}, now);
+  ASSERT_EQ(active.size(), 3u);
+  EXPECT_EQ(active[0].id, "p:a");
+  store_->ResetCooldowns({"p:a", "p:b"});
+  EXPECT_TRUE(store_->ActiveCooldowns({"p:a", "p:b"}, now).empty());
+  EXPECT_EQ(Raw("EXISTS", "omni:router:lklvl:{p:p:a:m1}"), "0");
 }
 
 TEST(RedisStateStoreStandaloneTest, UnreachableAtStartServesLocalState) {
@@ -268,8 +188,9 @@ TEST(RedisStateStoreStandaloneTest, UnreachableAtStartServesLocalState) {
   EXPECT_FALSE((*store)->Healthy());
   const int64_t now = NowMs();
   CooldownPolicy policy{.base_ms = 100, .max_ms = 1000, .max_steps = 3};
-  EXPECT_EQ((*store)->StartCooldown("a", now, policy, 0), now + 100);
-  EXPECT_EQ((*store)->CooldownUntil({"a"}, now), std::vector<int64_t>{now + 100});
+  EXPECT_EQ((*store)->StartCooldown(CooldownScope::kConnection, "a", now, policy, 0), now + 100);
+  EXPECT_EQ((*store)->Read({.connections = {"a"}}, now).connections[0].cooldown_until_ms,
+            now + 100);
 }
 
 TEST(RedisUrlTest, ParsesTheSupportedForms) {

@@ -2,6 +2,7 @@
 
 #include <memory>
 
+#include "absl/status/status.h"
 #include "common/callback.h"
 #include "omniroute/router/v1/router.pb.h"
 
@@ -13,15 +14,34 @@ class Router {
   virtual ~Router() = default;
 
   // Resolves request.model into candidates, best first. NOT_FOUND for an unknown model or
-  // provider, INVALID_ARGUMENT for a malformed model string. An empty candidate list with
-  // retry_after_ms > 0 means every account is cooling down.
+  // provider, INVALID_ARGUMENT for a malformed model string or an ambiguous bare name. An
+  // empty candidate list says why (reason, message, retry_after_ms) and, through wait_ms,
+  // whether the caller should wait and plan again.
   virtual void Plan(const v1::PlanRequest& request, Callback<v1::RoutePlan> done) = 0;
 
-  // Records how one attempt went (cooldowns, statistics). Never blocks the caller.
+  // Records how one attempt went (cooldowns, lockouts, breaker, pacing, sessions,
+  // statistics) and frees the candidate's slot. Never blocks on a remote call.
   virtual void Report(const v1::Outcome& outcome) = 0;
 
   // The models the configured providers serve.
   virtual void ListModels(Callback<v1::ListModelsResponse> done) = 0;
+
+  // An in-flight slot for a paced candidate that has none yet (see Candidate.paced).
+  virtual void Acquire(const v1::AcquireRequest& request, Callback<v1::AcquireResponse> done) {
+    v1::AcquireResponse granted;
+    granted.set_granted(true);
+    done(std::move(granted));
+  }
+
+  // Breakers, cooldowns, lockouts, latency, counters and the state store's reachability.
+  virtual void Health(const v1::HealthRequest& request, Callback<v1::HealthResponse> done) {
+    done(absl::UnimplementedError("health is not available"));
+  }
+
+  // The routing admin API (see AdminRequest in router.proto).
+  virtual void Admin(const v1::AdminRequest& request, Callback<v1::AdminResponse> done) {
+    done(absl::UnimplementedError("the routing admin API is not available"));
+  }
 };
 
 using RouterPtr = std::shared_ptr<Router>;

@@ -361,6 +361,7 @@ class Writer final : public StreamSink {
   void BlockStart(int index, const Block& head) override {
     State& s = blocks_[index];
     s.kind = head.kind;
+    FlushCarrier();
     switch (head.kind) {
       case Kind::kText:
         Open(&s, json::object{{"type", "text"}, {"text", ""}});
@@ -409,6 +410,7 @@ class Writer final : public StreamSink {
       s.redacted = token.data;
     } else {
       s.signature = EncodeToken(token, Origin::kAnthropic);
+      s.gemini = token.origin == Origin::kGemini;
     }
   }
 
@@ -418,6 +420,15 @@ class Writer final : public StreamSink {
       Open(&s, json::object{{"type", "redacted_thinking"}, {"data", s.redacted}});
     } else if (s.kind == Kind::kThinking) {
       if (s.signature.empty()) return;  // unsigned reasoning would be refused on replay
+      if (s.gemini && s.held.empty()) {
+        // A Gemini signature for the block after it: sent when that block starts. One that
+        // nothing follows (Gemini signs the last piece of its text, which has been sent)
+        // is left out: a thinking block after the answer makes clients such as Claude Code
+        // print nothing (they show the last block), and Gemini does not need text
+        // signatures back.
+        carrier_ = s.signature;
+        return;
+      }
       Open(&s, json::object{{"type", "thinking"}, {"thinking", ""}, {"signature", ""}});
       if (!s.held.empty()) {
         BlockDelta(s, json::object{{"type", "thinking_delta"}, {"thinking", s.held}});
@@ -456,8 +467,19 @@ class Writer final : public StreamSink {
     std::string held;
     int held_pieces = 0;
     std::string signature;
+    bool gemini = false;  // the signature is Gemini's
     std::string redacted;
   };
+
+  void FlushCarrier() {
+    if (carrier_.empty()) return;
+    State s;
+    Open(&s, json::object{{"type", "thinking"}, {"thinking", ""}, {"signature", ""}});
+    BlockDelta(s, json::object{{"type", "signature_delta"}, {"signature", carrier_}});
+    AppendEvent(out_, "content_block_stop",
+                json::object{{"type", "content_block_stop"}, {"index", s.index}});
+    carrier_.clear();
+  }
 
   void Open(State* s, json::object block) {
     s->index = next_index_++;
@@ -479,6 +501,7 @@ class Writer final : public StreamSink {
   std::string model_;
   std::map<int, State> blocks_;
   int next_index_ = 0;
+  std::string carrier_;  // a Gemini signature waiting for the block it belongs to
 };
 
 }  // namespace

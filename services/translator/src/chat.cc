@@ -61,6 +61,7 @@ void ReadParts(const json::value& content, std::vector<Block>* out) {
 // redacted blocks), else `reasoning_content` / `reasoning` as one unsigned block.
 void ReadReasoning(const json::object& m, std::vector<Block>* out) {
   if (const json::array* tb = GetArray(m, "thinking_blocks"); tb != nullptr && !tb->empty()) {
+    const size_t first = out->size();
     for (const json::value& v : *tb) {
       const json::object* o = v.if_object();
       if (o == nullptr) continue;
@@ -78,6 +79,18 @@ void ReadReasoning(const json::object& m, std::vector<Block>* out) {
         continue;
       }
       out->push_back(std::move(b));
+    }
+    // A client that rebuilt its message from our stream has the text in reasoning_content
+    // and a thinking block that only holds the signature (the stream sends the text once).
+    // With one such block the text is unambiguous; Anthropic verifies it with the signature.
+    // A Gemini carrier stays empty: its signature belongs to the part after it.
+    if (out->size() == first + 1) {
+      Block& only = out->back();
+      std::string_view text = GetString(m, "reasoning_content");
+      if (only.kind == Kind::kThinking && only.text.empty() && only.origin != Origin::kGemini &&
+          !text.empty()) {
+        only.text.assign(text);
+      }
     }
     return;
   }

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <random>
@@ -556,6 +557,142 @@ TEST(RoundTripTest, ForeignReasoningNeverReachesAnotherProvider) {
   ASSERT_TRUE(gemini.ok());
   EXPECT_THAT(*gemini, HasSubstr(R"({"text":"g","thought":true,"thoughtSignature":"SIG"})"));
   EXPECT_THAT(*gemini, ::testing::Not(HasSubstr("ANTH")));
+}
+
+TEST(RoundTripTest, ChatHistoryRebuiltFromAStreamKeepsTheSignedText) {
+  // Our Chat stream sends reasoning text as reasoning_content and the signature in a
+  // thinking block of its own; a client that merges the deltas replays both. Anthropic
+  // verifies the signature against the text, so the text must be put back in the block.
+  const std::string input = ReadFile(TestData("streams/anthropic.sse"));
+  const std::vector<json::object> events = SseData(RunStream(FORMAT_ANTHROPIC, FORMAT_OPENAI_CHAT, input));
+  std::string reasoning;
+  json::array blocks;
+  for (const json::object& e : events) {
+    const json::array* choices = GetArray(e, "choices");
+    if (choices == nullptr || choices->empty()) continue;
+    const json::object* d = GetObject(choices->at(0).as_object(), "delta");
+    if (d == nullptr) continue;
+    reasoning += GetString(*d, "reasoning_content");
+    if (const json::array* tb = GetArray(*d, "thinking_blocks")) {
+      for (const json::value& b : *tb) blocks.push_back(b);
+    }
+  }
+  ASSERT_FALSE(blocks.empty());
+  json::object first = blocks[0].as_object();
+  ASSERT_EQ(GetString(first, "thinking"), "") << Serialize(blocks);
+  const std::string chat = Serialize(json::object{
+      {"model", "m"},
+      {"messages", json::array{json::object{{"role", "user"}, {"content", "hi"}},
+                               json::object{{"role", "assistant"},
+                                            {"content", "a"},
+                                            {"reasoning_content", reasoning},
+                                            {"thinking_blocks", json::array{first}}}}}});
+  auto anthropic = ConvertRequest(FORMAT_OPENAI_CHAT, FORMAT_ANTHROPIC, chat, "m", false);
+  ASSERT_TRUE(anthropic.ok()) << anthropic.status();
+  EXPECT_THAT(*anthropic, HasSubstr(R"({"type":"thinking","thinking":"Let me think.",)"
+                                    R"("signature":"EqQBCkgIARABGAIiQL2x+/sig=="})"));
+  // With several blocks the split is unknown: they are sent as they came.
+  const std::string two = R"({"model":"m","messages":[{"role":"user","content":"hi"},
+    {"role":"assistant","content":"a","reasoning_content":"xy","thinking_blocks":[
+      {"type":"thinking","thinking":"","signature":"S1"},
+      {"type":"thinking","thinking":"","signature":"S2"}]}]})";
+  auto out = ConvertRequest(FORMAT_OPENAI_CHAT, FORMAT_ANTHROPIC, two, "m", false);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_THAT(*out, ::testing::Not(HasSubstr(R"("thinking":"xy")")));
+}
+
+TEST(RoundTripTest, GeminiSignatureOnTheLastTextPieceKeepsTheTextWhole) {
+  // Gemini signs the last text part of an answer; in a stream that is a later chunk. The
+  // client must still get one text block (Claude Code prints only the last one), and the
+  // signature must go back on a text part.
+  const std::string input =
+      "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"result:\"}],\"role\":\"model\"},"
+      "\"index\":0}],\"responseId\":\"r1\"}\r\n\r\n"
+      "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\" 42\",\"thoughtSignature\":\"SIGT\"}],"
+      "\"role\":\"model\"},\"index\":0,\"finishReason\":\"STOP\"}],\"responseId\":\"r1\"}\r\n\r\n";
+  const std::string anthropic = RunStream(FORMAT_GEMINI, FORMAT_ANTHROPIC, input);
+  std::vector<std::string> starts;
+  std::string text;
+  std::string signature;
+  for (const json::object& e : SseData(anthropic)) {
+    if (const json::object* cb = GetObject(e, "content_block")) {
+      starts.emplace_back(GetString(*cb, "type"));
+    }
+    if (const json::object* d = GetObject(e, "delta")) {
+      text += GetString(*d, "text");
+      if (HasString(*d, "signature")) signature.assign(GetString(*d, "signature"));
+    }
+  }
+  // Anthropic clients show the last block: the signature (not required back by Gemini for
+  // text) is left out rather than sent after the answer.
+  EXPECT_THAT(starts, ::testing::ElementsAre("text")) << anthropic;
+  EXPECT_EQ(text, "result: 42");
+  EXPECT_EQ(signature, "");
+  for (Format c : {FORMAT_OPENAI_CHAT, FORMAT_OPENAI_RESPONSES}) {
+    const std::string back = RunStream(c, FORMAT_GEMINI, RunStream(FORMAT_GEMINI, c, input));
+    std::string parts;
+    for (const json::object& e : SseData(back)) {
+      const json::array* cands = GetArray(e, "candidates");
+      if (cands == nullptr || cands->empty()) continue;
+      const json::object* content = GetObject(cands->at(0).as_object(), "content");
+      if (content == nullptr) continue;
+      for (const json::value& p : content->at("parts").as_array()) parts += Serialize(p);
+    }
+    EXPECT_THAT(parts, HasSubstr(R"("thoughtSignature":"SIGT")")) << Stem(c) << ": " << back;
+  }
+  // A replayed history puts it back on the text part.
+  auto resp = ConvertResponse(FORMAT_GEMINI, FORMAT_ANTHROPIC,
+                              R"({"candidates":[{"content":{"role":"model","parts":[)"
+                              R"({"text":"result: 42","thoughtSignature":"SIGT"}]},)"
+                              R"("finishReason":"STOP"}]})",
+                              "m");
+  ASSERT_TRUE(resp.ok()) << resp.status();
+  json::object msg = ParseOrDie(*resp);
+  // The same blocks in streamed order: text, then the thinking block with the signature.
+  json::array content = msg["content"].as_array();
+  std::reverse(content.begin(), content.end());
+  const std::string history = Serialize(json::object{
+      {"model", "m"},
+      {"max_tokens", 100},
+      {"messages", json::array{json::object{{"role", "user"}, {"content", "hi"}},
+                               json::object{{"role", "assistant"}, {"content", content}},
+                               json::object{{"role", "user"}, {"content", "more"}}}}});
+  auto gemini = ConvertRequest(FORMAT_ANTHROPIC, FORMAT_GEMINI, history, "gemini-3-pro", false);
+  ASSERT_TRUE(gemini.ok()) << gemini.status();
+  EXPECT_THAT(*gemini, HasSubstr(R"({"text":"result: 42","thoughtSignature":"SIGT"})")) << *gemini;
+}
+
+TEST(RoundTripTest, Gemini3CallsWithoutSignatureGetTheSkipSentinel) {
+  const std::string chat = R"({"model":"m","messages":[{"role":"user","content":"hi"},
+    {"role":"assistant","content":null,"tool_calls":[
+      {"id":"c1","type":"function","function":{"name":"a","arguments":"{}"}},
+      {"id":"c2","type":"function","function":{"name":"b","arguments":"{}"}}]},
+    {"role":"tool","tool_call_id":"c1","content":"1"},{"role":"tool","tool_call_id":"c2","content":"2"},
+    {"role":"assistant","content":null,"tool_calls":[
+      {"id":"c3","type":"function","function":{"name":"a","arguments":"{}"},
+       "extra_content":{"google":{"thought_signature":"REAL"}}}]},
+    {"role":"tool","tool_call_id":"c3","content":"3"}]})";
+  auto g3 = ConvertRequest(FORMAT_OPENAI_CHAT, FORMAT_GEMINI, chat, "gemini-3-pro-preview", false);
+  ASSERT_TRUE(g3.ok()) << g3.status();
+  json::object req = ParseOrDie(*g3);
+  std::vector<std::string> signatures;
+  for (const json::value& c : req["contents"].as_array()) {
+    for (const json::value& p : c.as_object().at("parts").as_array()) {
+      if (GetObject(p.as_object(), "functionCall") == nullptr) continue;
+      signatures.emplace_back(GetString(p.as_object(), "thoughtSignature"));
+    }
+  }
+  // The first call of a turn carries it (parallel calls after it need none); a real
+  // signature stays.
+  EXPECT_THAT(signatures, ::testing::ElementsAre("skip_thought_signature_validator", "", "REAL")) << *g3;
+  for (std::string_view model : {"gemini-2.5-pro", "gemini-2.0-flash", "models/gemini-2.5-flash"}) {
+    auto g25 = ConvertRequest(FORMAT_OPENAI_CHAT, FORMAT_GEMINI, chat, model, false);
+    ASSERT_TRUE(g25.ok());
+    EXPECT_THAT(*g25, ::testing::Not(HasSubstr("skip_thought_signature_validator"))) << model;
+  }
+  auto g31 = ConvertRequest(FORMAT_OPENAI_CHAT, FORMAT_GEMINI, chat, "google/gemini-3.1-flash", false);
+  ASSERT_TRUE(g31.ok());
+  EXPECT_THAT(*g31, HasSubstr("skip_thought_signature_validator"));
 }
 
 // --- Mappings -------------------------------------------------------------------------

@@ -327,16 +327,25 @@ class Reader final : public StreamReader {
     if (!finish.empty()) {
       stop_ = ReadStop(finish);
       if (stop_ == StopReason::kStop && d_.saw_tool_call()) stop_ = StopReason::kToolCalls;
+      CloseCurrent();
       d_.Finish(stop_, "", usage_);
     }
   }
 
-  void End() override { d_.End(stop_, usage_); }
+  void End() override {
+    if (!d_.finished()) CloseCurrent();
+    d_.End(stop_, usage_);
+  }
 
  private:
   void CloseCurrent() {
     if (current_ >= 0) d_.Close(current_);
     current_ = -1;
+    if (!trailing_signature_.empty()) {
+      const std::string sig = std::move(trailing_signature_);
+      trailing_signature_.clear();
+      EmitCarrier(sig);
+    }
   }
 
   int Open(Kind kind) {
@@ -371,7 +380,18 @@ class Reader final : public StreamReader {
       }
       return;
     }
-    if (!sig.empty()) EmitCarrier(sig);
+    if (!sig.empty()) {
+      if (HasString(p, "text") && current_ >= 0 && current_kind_ == Kind::kText) {
+        // Gemini signs the last text part of an answer. The text already streaming stays one
+        // block; the signature follows it (a carrier after the text, which a request puts
+        // back on the last text part).
+        std::string_view text = GetString(p, "text");
+        if (!text.empty()) d_.Delta(current_, text);
+        trailing_signature_.assign(sig);
+        return;
+      }
+      EmitCarrier(sig);
+    }
     if (HasString(p, "text")) {
       std::string_view text = GetString(p, "text");
       if (!text.empty()) d_.Delta(Open(Kind::kText), text);
@@ -394,6 +414,7 @@ class Reader final : public StreamReader {
   int calls_ = 0;
   int current_ = -1;
   Kind current_kind_ = Kind::kText;
+  std::string trailing_signature_;  // of the text block being streamed
   StopReason stop_ = StopReason::kUnset;
   Usage usage_;
 };
@@ -618,6 +639,29 @@ absl::StatusOr<Request> ReadRequest(const json::object& body) {
   return r;
 }
 
+namespace {
+
+// Google's documented value that makes Gemini skip the thought signature check of a call.
+constexpr std::string_view kSkipSignatureValidator = "skip_thought_signature_validator";
+
+// Gemini 3 and later validate the thought signatures of function calls.
+bool RequiresCallSignatures(std::string_view model) {
+  const size_t slash = model.rfind('/');
+  if (slash != std::string_view::npos) model.remove_prefix(slash + 1);
+  if (!absl::StartsWith(AV(model), "gemini-")) return false;
+  model.remove_prefix(7);
+  int major = 0;
+  size_t i = 0;
+  while (i < model.size() && model[i] >= '0' && model[i] <= '9') {
+    major = major * 10 + (model[i] - '0');
+    if (major > 1000) break;
+    ++i;
+  }
+  return i > 0 && major >= 3;
+}
+
+}  // namespace
+
 json::object WriteRequest(const Request& r, std::string_view model, bool stream) {
   json::object out;
   json::array contents;
@@ -646,6 +690,27 @@ json::object WriteRequest(const Request& r, std::string_view model, bool stream)
     }
     contents.push_back(json::object{{"role", role}, {"parts", std::move(parts)}});
     last_role = role;
+  }
+  if (RequiresCallSignatures(model)) {
+    // Gemini 3 refuses a function call turn whose calls carry no thoughtSignature (400
+    // "Function call is missing a thought_signature"). History from another provider, or
+    // from a client that dropped the signature, has none: Google's documented sentinel
+    // skips the check for that turn. A real signature is never replaced.
+    for (json::value& c : contents) {
+      json::object& content = c.get_object();
+      if (GetString(content, "role") != "model") continue;
+      json::object* first_call = nullptr;
+      bool has_signature = false;
+      for (json::value& p : content["parts"].get_array()) {
+        json::object& part = p.get_object();
+        if (Find(part, "functionCall") == nullptr) continue;
+        if (first_call == nullptr) first_call = &part;
+        if (Find(part, "thoughtSignature") != nullptr) has_signature = true;
+      }
+      if (first_call != nullptr && !has_signature) {
+        (*first_call)["thoughtSignature"] = kSkipSignatureValidator;
+      }
+    }
   }
   out["contents"] = std::move(contents);
   if (!system.empty()) out["systemInstruction"] = json::object{{"parts", std::move(system)}};

@@ -34,6 +34,10 @@ v1::UsageRecord MakeRecord(const std::string& id, int64_t ts, const std::string&
   r.set_reasoning_tokens(7);
   r.set_stream(true);
   r.set_cost_usd(0.000123456789);
+  r.set_team("team-a");
+  r.set_combo("my-combo");
+  r.set_combo_step(1);
+  r.set_cache_creation_tokens(3);
   return r;
 }
 
@@ -85,11 +89,11 @@ TEST_F(PostgresUsageStoreTest, MigratesOnceAndIsIdempotent) {
   ASSERT_TRUE(again.ok()) << again;
   pqxx::connection c(url_);
   pqxx::read_transaction tx(c);
-  EXPECT_EQ(tx.exec1("SELECT COUNT(*) FROM schema_migrations")[0].as<int>(), 1);
+  EXPECT_EQ(tx.exec1("SELECT COUNT(*) FROM schema_migrations")[0].as<int>(), 2);
   EXPECT_EQ(tx.exec1("SELECT COUNT(*) FROM pg_indexes WHERE tablename = 'usage_records' "
                      "AND schemaname = current_schema()")[0]
                 .as<int>(),
-            3);
+            4);
 }
 
 TEST_F(PostgresUsageStoreTest, WritesRoundTripAndSkipDuplicates) {
@@ -163,6 +167,107 @@ TEST_F(PostgresUsageStoreTest, ReconnectsAfterTheConnectionBreaks) {
   absl::StatusOr<v1::QueryResponse> q = store_->Query(v1::QueryRequest());
   ASSERT_TRUE(q.ok()) << q.status();
   EXPECT_EQ(q->total_requests(), 2);
+}
+
+TEST_F(PostgresUsageStoreTest, ReportsWhichRecordsWereNew) {
+  ASSERT_TRUE(store_->Write({MakeRecord("a", 1, "k")}).ok());
+  std::vector<bool> inserted;
+  ASSERT_TRUE(
+      store_->Write({MakeRecord("a", 1, "k"), MakeRecord("b", 2, "k"), MakeRecord("b", 2, "k")},
+                    &inserted)
+          .ok());
+  EXPECT_EQ(inserted, (std::vector<bool>{false, true, false}));
+}
+
+TEST_F(PostgresUsageStoreTest, StatsSpendAndFilters) {
+  const int64_t day = 86400000;
+  std::vector<v1::UsageRecord> batch;
+  for (int i = 0; i < 40; ++i) {
+    v1::UsageRecord r = MakeRecord(absl::StrCat("s", i), 10 * day + i * 3600000,
+                                   i % 2 == 0 ? "k1" : "k2");
+    r.set_provider(i % 4 == 0 ? "openai" : "anthropic");
+    r.set_status(i == 3 ? 429 : 200);
+    r.set_cost_usd(0.5);
+    batch.push_back(r);
+  }
+  ASSERT_TRUE(store_->Write(batch).ok());
+  v1::StatsRequest q;
+  q.set_group_by("provider");
+  absl::StatusOr<v1::StatsResponse> st = store_->Stats(q);
+  ASSERT_TRUE(st.ok()) << st.status();
+  EXPECT_EQ(st->totals().requests(), 40);
+  EXPECT_EQ(st->totals().errors(), 1);
+  EXPECT_DOUBLE_EQ(st->totals().cost_usd(), 20);
+  ASSERT_EQ(st->rows_size(), 2);
+  EXPECT_EQ(st->rows(0).group(), "anthropic");  // the most expensive first
+  EXPECT_EQ(st->rows(0).requests(), 30);
+  q.set_bucket_ms(day);
+  q.set_group_by("");
+  st = store_->Stats(q);
+  ASSERT_TRUE(st.ok()) << st.status();
+  ASSERT_EQ(st->rows_size(), 2);  // 40 hours over two days
+  EXPECT_EQ(st->rows(0).bucket_start_ms(), 10 * day);
+  EXPECT_EQ(st->rows(0).requests(), 24);
+  q.set_group_by("nope");
+  EXPECT_EQ(store_->Stats(q).status().code(), absl::StatusCode::kInvalidArgument);
+
+  absl::StatusOr<std::vector<SpendRow>> spend = store_->SpendByDay(10 * day, 0);
+  ASSERT_TRUE(spend.ok()) << spend.status();
+  double total = 0;
+  for (const SpendRow& row : *spend) {
+    total += row.cost_usd;
+    EXPECT_EQ(row.team, "team-a");
+    EXPECT_TRUE(row.day == 10 || row.day == 11) << row.day;
+  }
+  EXPECT_DOUBLE_EQ(total, 20);
+
+  v1::QueryRequest filter;
+  filter.set_provider("openai");
+  filter.set_status_min(400);
+  absl::StatusOr<v1::QueryResponse> none = store_->Query(filter);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(none->total_requests(), 0);
+  filter.set_provider("anthropic");
+  filter.set_limit(1);
+  absl::StatusOr<v1::QueryResponse> one = store_->Query(filter);
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_EQ(one->total_requests(), 1);
+  EXPECT_EQ(one->total_errors(), 1);
+  EXPECT_EQ(one->records(0).request_id(), "s3");
+}
+
+TEST_F(PostgresUsageStoreTest, PricingAndBudgetsRoundTrip) {
+  v1::PricingEntry e;
+  e.set_provider("openai");
+  e.set_model("gpt-*");
+  e.set_input(1.5);
+  e.set_output(6);
+  e.set_cached_input(0.25);
+  e.set_updated_ms(42);
+  ASSERT_TRUE(store_->SavePricing(e).ok());
+  e.set_input(2);
+  ASSERT_TRUE(store_->SavePricing(e).ok());
+  absl::StatusOr<std::vector<v1::PricingEntry>> p = store_->LoadPricing();
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_EQ(p->size(), 1u);
+  EXPECT_EQ((*p)[0].input(), 2);
+  EXPECT_TRUE((*p)[0].has_cached_input());
+  EXPECT_FALSE((*p)[0].has_reasoning());
+  ASSERT_TRUE(store_->DeletePricing("openai", "gpt-*").ok());
+  EXPECT_TRUE(store_->LoadPricing()->empty());
+
+  v1::Budget b;
+  b.set_team("t");
+  b.set_weekly_usd(3);
+  b.set_warn_at(0.5);
+  ASSERT_TRUE(store_->SaveBudget(b).ok());
+  absl::StatusOr<std::vector<v1::Budget>> budgets = store_->LoadBudgets();
+  ASSERT_TRUE(budgets.ok()) << budgets.status();
+  ASSERT_EQ(budgets->size(), 1u);
+  EXPECT_EQ((*budgets)[0].weekly_usd(), 3);
+  ASSERT_TRUE(store_->DeleteBudget("", "t").ok());
+  EXPECT_TRUE(store_->LoadBudgets()->empty());
+  EXPECT_EQ(store_->Backup("/tmp/x").code(), absl::StatusCode::kUnimplemented);
 }
 
 TEST(PostgresUsageStoreStandaloneTest, UnreachableServerIsAnError) {

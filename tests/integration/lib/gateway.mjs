@@ -95,8 +95,12 @@ function sqlString(s) {
 //   redis, postgres: handles from startRedis()/startPostgres() (distributed needs both;
 //                    the all-in-one uses them only when given)
 //   readyTimeoutMs: how long to wait for /readyz
+//   routers, edges: distributed mode only: how many router and edge processes (default 1
+//                   each). Edge i talks to router i mod routers; all share Redis. The first
+//                   of each is procs.router / procs.edge, the others procs['router-2'], ...;
+//                   gw.edges lists {proc, port, url, baseURL} of every edge.
 export async function startGateway({ mode, config = {}, env = {}, redis = null, postgres = null,
-  readyTimeoutMs = 30000 } = {}) {
+  readyTimeoutMs = 30000, routers = 1, edges = 1 } = {}) {
   if (mode !== 'allinone' && mode !== 'distributed') throw new Error(`unknown mode ${mode}`);
   const missing = missingBinaries(mode);
   if (missing.length) throw new Error(`gateway binaries missing:\n  ${missing.join('\n  ')}`);
@@ -104,6 +108,10 @@ export async function startGateway({ mode, config = {}, env = {}, redis = null, 
 
   const dataDir = tempDir(`gw-${mode}`);
   const port = await freePort();
+  const routerCount = mode === 'distributed' ? Math.max(1, routers) : 1;
+  const edgeCount = mode === 'distributed' ? Math.max(1, edges) : 1;
+  const edgePorts = [port];
+  for (let i = 1; i < edgeCount; i++) edgePorts.push(await freePort());
   const cfg = structuredClone(config);
   cfg.server = { host: '127.0.0.1', ...(cfg.server || {}), port };
   const configPath = path.join(dataDir, 'config.yaml');
@@ -120,12 +128,24 @@ export async function startGateway({ mode, config = {}, env = {}, redis = null, 
     postgres, redis,
     // The process that serves HTTP (the one to SIGTERM for a drain test).
     get edge() { return mode === 'allinone' ? procs.omniroute : procs.edge; },
+    // Every HTTP front: {proc, port, url, baseURL}.
+    get edges() {
+      return edgePorts.map((p, i) => ({
+        proc: mode === 'allinone' ? procs.omniroute : procs[i === 0 ? 'edge' : `edge-${i + 1}`],
+        port: p, url: `http://127.0.0.1:${p}`, baseURL: `http://127.0.0.1:${p}/v1`,
+      }));
+    },
+    // The router processes (distributed mode).
+    get routers() {
+      return Object.entries(procs).filter(([k]) => k === 'router' || k.startsWith('router-')).map(([, p]) => p);
+    },
     logs(n = 50) {
       return Object.values(procs).map((p) => p.tail(n)).join('');
     },
     async stop() {
-      const edge = gw.edge;
-      if (edge) await edge.stop({ sig: 'SIGTERM', timeoutMs: 10000 });
+      const fronts = Object.entries(procs).filter(([k]) => k === 'omniroute' || k === 'edge' || k.startsWith('edge-'))
+        .map(([, p]) => p);
+      await Promise.all(fronts.map((p) => p.stop({ sig: 'SIGTERM', timeoutMs: 10000 })));
       await Promise.all(Object.values(procs).map((p) => p.stop({ sig: 'SIGTERM', timeoutMs: 5000 })));
     },
     // The usage rows recorded for a request id, from wherever this mode stores them.
@@ -148,6 +168,8 @@ export async function startGateway({ mode, config = {}, env = {}, redis = null, 
     } else {
       const addrs = {};
       for (const s of SERVICES) addrs[s] = `127.0.0.1:${await freePort()}`;
+      const routerAddrs = [addrs.router];
+      for (let i = 1; i < routerCount; i++) routerAddrs.push(`127.0.0.1:${await freePort()}`);
       const svcEnv = {
         ...common,
         OMNIROUTE_ROUTER_ADDR: addrs.router,
@@ -163,25 +185,31 @@ export async function startGateway({ mode, config = {}, env = {}, redis = null, 
         usage: { REDIS_URL: redis.url, DATABASE_URL: postgres.url },
         translator: {},
       };
-      const startSvc = async (s) => {
-        const dir = path.join(dataDir, s);
+      const startSvc = async (s, name = s, addr = addrs[s]) => {
+        const dir = path.join(dataDir, name);
         fs.mkdirSync(dir, { recursive: true });
-        procs[s] = spawnProcess(s, findBinary(s), ['--config', configPath, '--listen', addrs[s]],
+        procs[name] = spawnProcess(name, findBinary(s), ['--config', configPath, '--listen', addr],
           { env: { ...svcEnv, ...stores[s], DATA_DIR: dir }, cwd: dir, logDir: dataDir });
-        const svcPort = Number(addrs[s].split(':')[1]);
-        await waitFor(`${s} to accept connections on ${addrs[s]}`, () => tcpConnectable(svcPort),
+        const svcPort = Number(addr.split(':')[1]);
+        await waitFor(`${name} to accept connections on ${addr}`, () => tcpConnectable(svcPort),
           { timeoutMs: readyTimeoutMs, check: checkAll });
       };
       // The router learns connections from accounts and prices from usage: start those first.
-      await Promise.all(['accounts', 'usage', 'translator'].map(startSvc));
-      await startSvc('router');
-      const edgeDir = path.join(dataDir, 'edge');
-      fs.mkdirSync(edgeDir, { recursive: true });
-      procs.edge = spawnProcess('edge', findBinary('edge'), ['--config', configPath],
-        { env: { ...svcEnv, PORT: String(port), DATA_DIR: edgeDir }, cwd: edgeDir, logDir: dataDir });
+      await Promise.all(['accounts', 'usage', 'translator'].map((s) => startSvc(s)));
+      await Promise.all(routerAddrs.map((a, i) => startSvc('router', i === 0 ? 'router' : `router-${i + 1}`, a)));
+      edgePorts.forEach((p, i) => {
+        const name = i === 0 ? 'edge' : `edge-${i + 1}`;
+        const edgeDir = path.join(dataDir, name);
+        fs.mkdirSync(edgeDir, { recursive: true });
+        procs[name] = spawnProcess(name, findBinary('edge'), ['--config', configPath],
+          { env: { ...svcEnv, OMNIROUTE_ROUTER_ADDR: routerAddrs[i % routerAddrs.length], PORT: String(p),
+            DATA_DIR: edgeDir }, cwd: edgeDir, logDir: dataDir });
+      });
     }
-    await waitFor(`${mode} gateway /readyz on port ${port}`, () => readyz(port),
-      { timeoutMs: readyTimeoutMs, intervalMs: 50, check: checkAll });
+    for (const p of edgePorts) {
+      await waitFor(`${mode} gateway /readyz on port ${p}`, () => readyz(p),
+        { timeoutMs: readyTimeoutMs, intervalMs: 50, check: checkAll });
+    }
   } catch (e) {
     // Every process's log, except one the error already carries.
     const logs = Object.values(procs).filter((p) => !e.message.includes(`----- ${p.name} (pid ${p.pid})`))

@@ -5,3 +5,4 @@ export * from './postgres.mjs';
 export * from './mock.mjs';
 export * from './gateway.mjs';
 export * from './http.mjs';
+export * from './wire.mjs';

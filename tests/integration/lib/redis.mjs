@@ -45,21 +45,36 @@ export function redisCommand(port, args) {
   });
 }
 
-export async function startRedis({ bin = 'redis-server' } = {}) {
-  const port = await freePort();
+// Options: bin, port (default: a free one).
+// The handle: {port, url, proc, command(...args), stop(), kill(), restart()}. kill() ends the
+// server abruptly (SIGKILL); restart() starts an empty one on the same port.
+export async function startRedis({ bin = 'redis-server', port = null } = {}) {
+  const p = port || await freePort();
   const dir = tempDir('redis');
-  const proc = spawnProcess('redis', bin, [
-    '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-    '--daemonize', 'no', '--dir', dir, '--protected-mode', 'no',
-  ], { logDir: dir });
-  await waitFor(`redis on port ${port}`, () => ping(port), {
-    timeoutMs: 10000, check: () => proc.assertRunning(),
-  });
-  return {
-    port,
-    url: `redis://127.0.0.1:${port}`,
-    proc,
-    command: (...args) => redisCommand(port, args),
-    stop: () => proc.stop({ sig: 'SIGTERM', timeoutMs: 3000 }),
+  let starts = 0;
+  const launch = async () => {
+    starts += 1;
+    const proc = spawnProcess(starts === 1 ? 'redis' : `redis-${starts}`, bin, [
+      '--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+      '--daemonize', 'no', '--dir', dir, '--protected-mode', 'no',
+    ], { logDir: dir });
+    await waitFor(`redis on port ${p}`, () => ping(p), {
+      timeoutMs: 10000, check: () => proc.assertRunning(),
+    });
+    return proc;
   };
+  const handle = {
+    port: p,
+    url: `redis://127.0.0.1:${p}`,
+    proc: await launch(),
+    command: (...args) => redisCommand(p, args),
+    stop: () => handle.proc.stop({ sig: 'SIGTERM', timeoutMs: 3000 }),
+    kill: () => handle.proc.stop({ sig: 'SIGKILL', timeoutMs: 3000 }),
+    async restart() {
+      await handle.kill();
+      handle.proc = await launch();
+      return handle;
+    },
+  };
+  return handle;
 }

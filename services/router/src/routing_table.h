@@ -1,0 +1,107 @@
+#pragma once
+
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/config.h"
+#include "state_store.h"
+
+namespace omniroute::router {
+
+// What the routing admin API changed over the config file. Persisted by the router (a JSON
+// file under DATA_DIR) and shared with the other replicas through the state store.
+struct RuntimeRouting {
+  int64_t version = 0;                   // ms since the epoch of the last change
+  boost::json::object routing_patch;     // applied over the file's `routing:`
+  boost::json::object resilience_patch;  // applied over the file's `resilience:`
+  std::vector<ProviderOverride> providers;  // replace the file's override of the same id
+  std::vector<ComboSpec> combos;
+  std::vector<AliasSpec> aliases;
+  std::vector<FallbackChainSpec> fallback_chains;
+};
+
+std::string SerializeRuntime(const RuntimeRouting& runtime);
+absl::StatusOr<RuntimeRouting> ParseRuntime(std::string_view json);
+
+// JSON forms of the routing objects (the shapes the config file and the admin API take).
+boost::json::object ToJson(const ComboSpec& combo);
+boost::json::object ToJson(const AliasSpec& alias);
+boost::json::object ToJson(const FallbackChainSpec& chain);
+boost::json::object ToJson(const ProviderOverride& o);
+boost::json::object ToJson(const RoutingSettings& routing);
+boost::json::object ToJson(const ResilienceConfig& resilience);
+
+// Deep merge of JSON objects: keys of `patch` replace those of `base`, objects merge.
+void MergeJson(boost::json::object& base, const boost::json::object& patch);
+
+// Whether `text` matches `pattern` (`*` any run, `?` one character), ignoring ASCII case.
+bool GlobMatch(std::string_view pattern, std::string_view text);
+
+// The effective routing configuration: the file's, with the runtime changes applied.
+// Immutable; the router swaps in a new one on every change.
+class RoutingTable {
+ public:
+  // Where an object comes from: the config file (read-only through the API) or the API.
+  enum class Origin { kFile, kApi };
+
+  template <typename T>
+  struct Entry {
+    T spec;
+    Origin origin;
+  };
+
+  static absl::StatusOr<std::shared_ptr<const RoutingTable>> Build(
+      ConfigPtr file, std::shared_ptr<const ProviderRegistry> registry,
+      const RuntimeRouting& runtime);
+
+  const Config& file() const { return *file_; }
+  const ProviderRegistry& registry() const { return *registry_; }
+  const RoutingSettings& routing() const { return routing_; }
+  const ResilienceConfig& resilience() const { return resilience_; }
+
+  const ComboSpec* FindCombo(std::string_view name) const;
+  const FallbackChainSpec* FindChain(std::string_view name) const;
+  // The alias for `model`: an exact pattern first, then the most specific wildcard pattern
+  // (more literal characters, then fewer wildcards, then declaration order).
+  const AliasSpec* MatchAlias(std::string_view model) const;
+
+  // The enabled connections of a provider, by priority; empty when none.
+  const std::vector<const ConnectionSpec*>& Connections(const std::string& provider) const;
+  // Every provider that has a connection.
+  std::vector<std::string> ConnectedProviders() const;
+  // Every enabled connection id.
+  std::vector<std::string> ConnectionIds() const;
+  const ConnectionSpec* FindConnection(const std::string& id) const;
+
+  // The account strategy override of a provider (empty fields = none).
+  RoutingOverride ProviderRouting(const std::string& provider) const;
+  PacingPolicy Pacing(const std::string& provider) const;
+  CooldownPolicy Cooldown(bool oauth) const;
+  CooldownPolicy Lockout() const;
+  BreakerPolicy Breaker(bool oauth) const;
+
+  const std::vector<Entry<ComboSpec>>& combos() const { return combos_; }
+  const std::vector<Entry<AliasSpec>>& aliases() const { return aliases_; }
+  const std::vector<Entry<FallbackChainSpec>>& chains() const { return chains_; }
+  const std::vector<Entry<ProviderOverride>>& provider_overrides() const { return overrides_; }
+
+ private:
+  ConfigPtr file_;
+  std::shared_ptr<const ProviderRegistry> registry_;
+  RoutingSettings routing_;
+  ResilienceConfig resilience_;
+  std::vector<Entry<ComboSpec>> combos_;
+  std::vector<Entry<AliasSpec>> aliases_;
+  std::vector<Entry<FallbackChainSpec>> chains_;
+  std::vector<Entry<ProviderOverride>> overrides_;
+  std::vector<const AliasSpec*> wildcard_aliases_;  // most specific first
+  std::unordered_map<std::string, std::vector<const ConnectionSpec*>> by_provider_;
+};
+
+}  // namespace omniroute::router
