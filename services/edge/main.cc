@@ -50,7 +50,10 @@ int main(int argc, char** argv) {
   services.router = router::MakeRouterGrpcClient(router_ch);
   services.translator = translator::MakeTranslatorGrpcClient(translator_ch);
   services.accounts = accounts::MakeAccountsGrpcClient(accounts_ch);
-  services.usage = usage::MakeUsageGrpcClient(usage_ch);
+  // Records wait on disk while the usage service is unreachable (one spool per edge).
+  usage::UsageClientOptions usage_options;
+  usage_options.spool_dir = (*config)->data_dir + "/spool/usage-edge";
+  services.usage = usage::MakeUsageGrpcClient(usage_ch, usage_options);
   // Ready when the services on the request path can be reached. Usage is not among them:
   // records wait in the edge's queue while it is away.
   services.ready = [router_ch, accounts_ch] {

@@ -97,6 +97,18 @@ const json::object* Obj(const json::object& o, std::string_view key) {
 
 }  // namespace
 
+int64_t MaxOutputTokens(const ChatRequestInfo& info) {
+  const json::object* root = info.body.if_object();
+  if (!root) return 0;
+  for (std::string_view key : {"max_completion_tokens", "max_tokens", "max_output_tokens"}) {
+    if (int64_t v = Int(*root, key); v > 0) return v;
+  }
+  if (const json::object* gen = Obj(*root, "generationConfig")) {
+    return std::max<int64_t>(0, Int(*gen, "maxOutputTokens"));
+  }
+  return 0;
+}
+
 bool ExtractUsage(Format format, std::string_view text, TokenUsage* usage) {
   json::error_code ec;
   json::value v = json::parse(text, ec);
@@ -116,6 +128,7 @@ bool ExtractUsage(Format format, std::string_view text, TokenUsage* usage) {
       if (u->contains("input_tokens")) {
         usage->input = Int(*u, "input_tokens") + cache_read + cache_write;
         usage->cached = cache_read;
+        usage->cache_creation = cache_write;
       }
       if (u->contains("output_tokens")) usage->output = Int(*u, "output_tokens");
       usage->present = true;

@@ -27,6 +27,10 @@ absl::StatusOr<ChatRequestInfo> ParseChatRequest(std::string_view body);
 absl::StatusOr<ChatRequestInfo> ParseGeminiRequest(std::string_view body, std::string model,
                                                    bool stream);
 
+// The output-token cap the request sets in any client format (max_tokens,
+// max_completion_tokens, max_output_tokens, generationConfig.maxOutputTokens); 0 = none.
+int64_t MaxOutputTokens(const ChatRequestInfo& info);
+
 // Serialises `info.body` with "model" replaced by `upstream_model`.
 std::string RewriteModel(ChatRequestInfo& info, std::string_view upstream_model);
 
@@ -38,7 +42,8 @@ bool ParseGeminiPath(std::string_view path, std::string* model, std::string* met
 struct TokenUsage {
   int64_t input = 0;      // including cached input
   int64_t output = 0;     // including reasoning
-  int64_t cached = 0;
+  int64_t cached = 0;          // cache reads, part of input
+  int64_t cache_creation = 0;  // cache writes, part of input
   int64_t reasoning = 0;
   bool present = false;
 };

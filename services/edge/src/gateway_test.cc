@@ -60,7 +60,18 @@ TEST(GatewayTest, ExtractUsageAnthropicCountsCacheOnce) {
                R"({"type":"message_delta","usage":{"output_tokens":42}})", &u);
   EXPECT_EQ(u.input, 115);
   EXPECT_EQ(u.cached, 100);
+  EXPECT_EQ(u.cache_creation, 5);
   EXPECT_EQ(u.output, 42);
+}
+
+TEST(GatewayTest, MaxOutputTokensInEveryFormat) {
+  EXPECT_EQ(MaxOutputTokens(*ParseChatRequest(R"({"model":"m","max_tokens":100})")), 100);
+  EXPECT_EQ(MaxOutputTokens(*ParseChatRequest(R"({"model":"m","max_completion_tokens":7})")), 7);
+  EXPECT_EQ(MaxOutputTokens(*ParseChatRequest(R"({"model":"m","max_output_tokens":9})")), 9);
+  EXPECT_EQ(MaxOutputTokens(*ParseGeminiRequest(
+                R"({"generationConfig":{"maxOutputTokens":11}})", "m", false)),
+            11);
+  EXPECT_EQ(MaxOutputTokens(*ParseChatRequest(R"({"model":"m"})")), 0);
 }
 
 TEST(GatewayTest, PresentedKey) {

@@ -34,6 +34,7 @@
 #include "gateway.h"
 #include "metrics.h"
 #include "upstream.h"
+#include "usage_admin.h"
 
 namespace omniroute::edge {
 
@@ -146,7 +147,41 @@ struct Exchange {
   Format format = kOpenAi;  // the client's API: answers and errors take its shape
   Clock::time_point start = Clock::now();
   std::string path;  // normalised, without the query (which may carry a key)
+  std::string reservation_id;  // budget hold to settle when the request ends
+  bool attempted = false;      // an upstream was called
 };
+
+// A service answer that arrives while the coroutine does something else (the budget
+// reservation runs in parallel with the plan). Lives on the request's executor.
+template <typename T>
+struct Pending {
+  explicit Pending(net::any_io_executor ex) : timer(ex) {
+    timer.expires_at(net::steady_timer::time_point::max());
+  }
+  std::optional<absl::StatusOr<T>> result;
+  net::steady_timer timer;
+};
+
+// Starts `start(callback)` now; the result lands in the returned Pending on `ex`.
+template <typename T, typename Start>
+std::shared_ptr<Pending<T>> StartCall(net::any_io_executor ex, Start start) {
+  auto pending = std::make_shared<Pending<T>>(ex);
+  start([pending, ex](absl::StatusOr<T> r) mutable {
+    net::post(ex, [pending, r = std::move(r)]() mutable {
+      pending->result = std::move(r);
+      pending->timer.cancel();
+    });
+  });
+  return pending;
+}
+
+// Waits for a call started with StartCall.
+template <typename T>
+net::awaitable<absl::StatusOr<T>> AwaitPending(std::shared_ptr<Pending<T>> pending) {
+  if (!pending->result) co_await pending->timer.async_wait(kAwait);
+  if (!pending->result) co_return absl::CancelledError("the call did not complete");
+  co_return std::move(*pending->result);
+}
 
 // How one upstream attempt ended.
 struct AttemptResult {
@@ -191,7 +226,9 @@ struct EdgeServer::Impl {
   net::awaitable<bool> Route(Exchange& x, const std::string& path);
   net::awaitable<bool> Admin(Exchange& x, const std::string& path);
   net::awaitable<bool> Models(Exchange& x, bool gemini_shape);
-  net::awaitable<std::optional<bool>> Authenticate(Exchange& x);
+  net::awaitable<std::optional<bool>> Authenticate(Exchange& x, bool required);
+  net::awaitable<bool> UsageAdmin(Exchange& x, const std::string& path, bool is_admin);
+  bool AdminKeyPresented(const Request& req) const;
   net::awaitable<bool> Proxy(Exchange& x, ChatRequestInfo& info);
   net::awaitable<AttemptResult> Attempt(Exchange& x, ChatRequestInfo& info,
                                         const router::v1::Candidate& cand, bool last_candidate);
@@ -486,8 +523,20 @@ net::awaitable<bool> EdgeServer::Impl::Route(Exchange& x, const std::string& pat
     auto health = co_await Await<router::v1::HealthResponse>(
         services.in_process, [&](auto cb) { services.router->Health(hreq, std::move(cb)); });
     if (health.ok()) metrics.RouterHealth(*health);
-    co_return co_await Reply(x.stream, req, log, 200, metrics.Serialize(),
+    std::string text = metrics.Serialize();
+    // The usage service's counters (tokens and cost by key, spool depth, ...) follow.
+    auto usage_metrics = co_await Await<usage::v1::MetricsResponse>(
+        false, [&](auto cb) { services.usage->Metrics(std::move(cb)); });
+    if (usage_metrics.ok()) text += usage_metrics->text();
+    co_return co_await Reply(x.stream, req, log, 200, std::move(text),
                              "text/plain; version=0.0.4; charset=utf-8");
+  }
+  if (path == "/api/usage/self" && !AdminKeyPresented(x.req)) {
+    // The one /api route a client key opens: its own usage and budget. The answer is about
+    // one key, so a key is demanded even when /v1 does not require one.
+    log.route = "admin";
+    if (auto refused = co_await Authenticate(x, /*required=*/true)) co_return *refused;
+    co_return co_await UsageAdmin(x, path, /*is_admin=*/false);
   }
   if (absl::StartsWith(path, "/api/") || path == "/api") {
     log.route = "admin";
@@ -539,7 +588,9 @@ net::awaitable<bool> EdgeServer::Impl::Route(Exchange& x, const std::string& pat
     co_return co_await ReplyError(x.stream, req, log, x.format, 405, message,
                                   "method_not_allowed");
   }
-  if (auto refused = co_await Authenticate(x)) co_return *refused;
+  if (auto refused = co_await Authenticate(x, config->server.require_api_key)) {
+    co_return *refused;
+  }
   if (models) co_return co_await Models(x, x.format == common::v1::FORMAT_GEMINI);
 
   absl::StatusOr<ChatRequestInfo> parsed =
@@ -560,8 +611,8 @@ net::awaitable<bool> EdgeServer::Impl::Route(Exchange& x, const std::string& pat
 }
 
 // nullopt when the request may go on; otherwise the client was answered (value: keep-alive).
-net::awaitable<std::optional<bool>> EdgeServer::Impl::Authenticate(Exchange& x) {
-  if (!config->server.require_api_key) co_return std::nullopt;
+net::awaitable<std::optional<bool>> EdgeServer::Impl::Authenticate(Exchange& x, bool required) {
+  if (!required) co_return std::nullopt;
   const std::string key(PresentedKey(Header(x.req, "authorization"), Header(x.req, "x-api-key"),
                                      Header(x.req, "x-goog-api-key"), x.req.target()));
   if (key.empty()) {
@@ -626,10 +677,14 @@ net::awaitable<bool> EdgeServer::Impl::Models(Exchange& x, bool gemini_shape) {
   co_return co_await Reply(x.stream, x.req, x.log, 200, std::move(body));
 }
 
-net::awaitable<bool> EdgeServer::Impl::Admin(Exchange& x, const std::string& path) {
+bool EdgeServer::Impl::AdminKeyPresented(const Request& req) const {
   const std::string_view presented =
-      PresentedKey(Header(x.req, "authorization"), Header(x.req, "x-api-key"), {}, {});
-  if (presented.empty() || !SecureEquals(presented, config->admin_key)) {
+      PresentedKey(Header(req, "authorization"), Header(req, "x-api-key"), {}, {});
+  return !presented.empty() && SecureEquals(presented, config->admin_key);
+}
+
+net::awaitable<bool> EdgeServer::Impl::Admin(Exchange& x, const std::string& path) {
+  if (!AdminKeyPresented(x.req)) {
     co_return co_await ReplyError(
         x.stream, x.req, x.log, x.format, 401,
         "Admin credentials required: Authorization: Bearer <OMNIROUTE_ADMIN_KEY>",
@@ -662,53 +717,44 @@ net::awaitable<bool> EdgeServer::Impl::Admin(Exchange& x, const std::string& pat
     std::string body = std::move(*answer->mutable_body());
     co_return co_await Reply(x.stream, x.req, x.log, status, std::move(body));
   }
-  if (path != "/api/usage/requests" || x.req.method() != http::verb::get) {
-    const std::string message = absl::StrCat("Unknown admin route ", path);
-    co_return co_await ReplyError(x.stream, x.req, x.log, x.format, 404, message, "not_found");
+  if (usage::IsUsageAdminPath(path)) co_return co_await UsageAdmin(x, path, true);
+  const std::string message = absl::StrCat("Unknown admin route ", path);
+  co_return co_await ReplyError(x.stream, x.req, x.log, x.format, 404, message, "not_found");
+}
+
+// The usage service's admin API: usage, budgets, pricing, database backups. A client key
+// may call GET /api/usage/self only.
+net::awaitable<bool> EdgeServer::Impl::UsageAdmin(Exchange& x, const std::string& path,
+                                                  bool is_admin) {
+  usage::AdminRequest areq;
+  areq.method = std::string(x.req.method_string());
+  areq.path = path;
+  if (const size_t q = x.req.target().find('?'); q != std::string_view::npos) {
+    areq.query = std::string(x.req.target().substr(q + 1));
   }
-  usage::v1::QueryRequest q;
-  int limit = 100;
-  if (auto l = QueryParam(x.req.target(), "limit"); !l.empty()) {
-    (void)absl::SimpleAtoi(AV(l), &limit);
-  }
-  q.set_limit(limit);
-  q.set_client_key_id(std::string(QueryParam(x.req.target(), "key_id")));
-  auto result = co_await Await<usage::v1::QueryResponse>(
-      false, [&](auto done) { services.usage->Query(q, std::move(done)); });
-  if (!result.ok()) {
+  areq.body = x.req.body();
+  areq.content_type = std::string(Header(x.req, "content-type"));
+  areq.client_key_id = x.log.client_key_id;
+  areq.is_admin = is_admin;
+  auto answer = co_await Await<usage::AdminResponse>(false, [&](auto cb) {
+    usage::HandleUsageAdmin(services.usage, areq, std::move(cb));
+  });
+  if (!answer.ok()) {
     co_return co_await ReplyError(x.stream, x.req, x.log, x.format,
-                                  HttpStatusFromStatus(result.status()),
-                                  SV(result.status().message()));
+                                  HttpStatusFromStatus(answer.status()),
+                                  SV(answer.status().message()));
   }
-  json::array data;
-  for (const auto& r : result->records()) {
-    data.push_back(json::object{{"request_id", r.request_id()},
-                                {"timestamp_ms", r.timestamp_ms()},
-                                {"client_key_id", r.client_key_id()},
-                                {"provider", r.provider()},
-                                {"connection_id", r.connection_id()},
-                                {"requested_model", r.requested_model()},
-                                {"upstream_model", r.upstream_model()},
-                                {"client_format", FormatName(r.client_format())},
-                                {"upstream_format", FormatName(r.upstream_format())},
-                                {"status", r.status()},
-                                {"error_code", r.error_code()},
-                                {"latency_ms", r.latency_ms()},
-                                {"ttft_ms", r.ttft_ms()},
-                                {"input_tokens", r.input_tokens()},
-                                {"output_tokens", r.output_tokens()},
-                                {"cached_tokens", r.cached_tokens()},
-                                {"reasoning_tokens", r.reasoning_tokens()},
-                                {"stream", r.stream()},
-                                {"cost_usd", r.cost_usd()}});
-  }
-  json::object root{{"data", std::move(data)},
-                    {"total_requests", result->total_requests()},
-                    {"total_input_tokens", result->total_input_tokens()},
-                    {"total_output_tokens", result->total_output_tokens()},
-                    {"total_cost_usd", result->total_cost_usd()}};
-  std::string body = json::serialize(root);
-  co_return co_await Reply(x.stream, x.req, x.log, 200, std::move(body));
+  http::response<http::string_body> res{static_cast<http::status>(answer->status),
+                                        x.req.version()};
+  res.set(http::field::content_type, answer->content_type);
+  res.set("x-request-id", x.log.request_id);
+  for (const auto& [name, value] : answer->headers) res.set(name, value);
+  res.keep_alive(x.req.keep_alive());
+  res.body() = std::move(answer->body);
+  res.prepare_payload();
+  x.log.status = answer->status;
+  auto [ec, n] = co_await http::async_write(x.stream, res, kAwait);
+  co_return !ec;
 }
 
 absl::StatusOr<UpstreamEndpoint> EdgeServer::Impl::Endpoint(const std::string& base_url) {
@@ -739,6 +785,17 @@ net::awaitable<bool> EdgeServer::Impl::Proxy(Exchange& x, ChatRequestInfo& info)
   plan_req.set_session_id(std::string(session));
   log.session_id = std::string(session);
 
+  // The budget reservation runs while the router plans.
+  usage::v1::ReserveRequest reserve_req;
+  reserve_req.set_request_id(log.request_id);
+  reserve_req.set_client_key_id(log.client_key_id);
+  reserve_req.set_model(info.model);
+  reserve_req.set_estimated_input_tokens(static_cast<int64_t>(x.req.body().size() / 4));
+  reserve_req.set_max_output_tokens(MaxOutputTokens(info));
+  auto reservation = StartCall<usage::v1::Reservation>(
+      x.stream.get_executor(),
+      [&](auto cb) { services.usage->Reserve(reserve_req, std::move(cb)); });
+
   // When every candidate is cooling down the router may ask us to wait for the earliest and
   // plan again (wait-for-cooldown), a bounded number of times.
   absl::StatusOr<router::v1::RoutePlan> plan;
@@ -754,6 +811,15 @@ net::awaitable<bool> EdgeServer::Impl::Proxy(Exchange& x, ChatRequestInfo& info)
     timer.expires_after(std::chrono::milliseconds(plan->wait_ms()));
     auto [wec] = co_await timer.async_wait(kAwait);
     if (wec) break;
+  }
+  // The reservation ran alongside; from here on, the request's end settles it.
+  auto reserved = co_await AwaitPending(reservation);
+  if (reserved.ok()) {
+    x.reservation_id = reserved->id();
+  } else {
+    // Budgets fail open when the usage service cannot answer; the record still counts.
+    LogWarn("budget reservation failed",
+            {{"request_id", log.request_id}, {"error", SV(reserved.status().message())}});
   }
   if (!plan.ok()) {
     const int status = HttpStatusFromStatus(plan.status());
@@ -792,6 +858,16 @@ net::awaitable<bool> EdgeServer::Impl::Proxy(Exchange& x, ChatRequestInfo& info)
     res.prepare_payload();
     auto [wec, wn] = co_await http::async_write(x.stream, res, kAwait);
     co_return !wec;
+  }
+
+  if (reserved.ok() && !reserved->allowed()) {
+    // Over budget: 429 in the client's format, naming the limit, the spend and the reset.
+    HttpError err = MakeHttpError(x.format, 429, reserved->message(), "budget_exceeded");
+    log.error_code = "budget_exceeded";
+    metrics.Unavailable("budget_exceeded");
+    co_return co_await Reply(x.stream, x.req, log, err.status, std::move(err.body),
+                             "application/json", "retry-after",
+                             std::to_string(std::max<int64_t>(1, reserved->retry_after_seconds())));
   }
 
   // Try the candidates in order until one answers. A paced candidate after the first needs
@@ -928,6 +1004,7 @@ net::awaitable<AttemptResult> EdgeServer::Impl::Attempt(Exchange& x, ChatRequest
   for (const auto& h : cred->headers()) up.set(h.name(), h.value());
   up.body() = std::move(upstream_body);
 
+  x.attempted = true;
   auto sent = co_await x.worker.pool->Send(*endpoint, up);
   if (!sent.ok()) {
     report(0, true, 0);
@@ -1141,6 +1218,15 @@ net::awaitable<AttemptResult> EdgeServer::Impl::RelayStream(
 // Metrics, the usage record and the access log line of a finished request.
 void EdgeServer::Impl::Finish(Exchange& x) {
   const RequestLog& log = x.log;
+  if (!x.reservation_id.empty()) {
+    // The usage record below carries the real cost; the hold goes when it lands.
+    usage::v1::SettleRequest settle;
+    settle.set_reservation_id(x.reservation_id);
+    settle.set_request_id(log.request_id);
+    settle.set_actual_cost_usd(-1);
+    settle.set_cancelled(!x.attempted);
+    services.usage->Settle(settle, [](absl::StatusOr<usage::v1::SettleResponse>) {});
+  }
   const double seconds = SecondsSince(x.start);
   metrics.Request(log.route, log.status, log.provider, seconds);
   if (log.tokens.present) {
@@ -1165,6 +1251,7 @@ void EdgeServer::Impl::Finish(Exchange& x) {
     rec.set_input_tokens(log.tokens.input);
     rec.set_output_tokens(log.tokens.output);
     rec.set_cached_tokens(log.tokens.cached);
+    rec.set_cache_creation_tokens(log.tokens.cache_creation);
     rec.set_reasoning_tokens(log.tokens.reasoning);
     rec.set_stream(log.stream);
     services.usage->Record(std::move(rec));

@@ -270,7 +270,7 @@ v1::Reservation Budgets::Reserve(const v1::ReserveRequest& request, double estim
     }
     out.set_allowed(false);
     out.set_message(absl::StrCat(Capitalized(m.span.kind), " budget exceeded for ", who, ": ",
-                                 spent, " of ", absl::StrFormat("$%.2f", m.limit), "; resets at ",
+                                 spent, " of ", Money(m.limit), "; resets at ",
                                  FormatUtc(m.span.end_ms)));
     out.set_retry_after_seconds(std::max<int64_t>(1, (m.span.end_ms - now + 999) / 1000));
     out.set_remaining_usd(0);
@@ -289,7 +289,7 @@ v1::Reservation Budgets::Reserve(const v1::ReserveRequest& request, double estim
     if (!out.warning() && used >= meta[i].warn_at * meta[i].limit) {
       out.set_warning(true);
       out.set_warning_message(absl::StrFormat(
-          "%s budget of %s at %.0f%% ($%.4f of $%.2f)", Capitalized(meta[i].span.kind),
+          "%s budget of %s at %.0f%% ($%.4f of $%.4f)", Capitalized(meta[i].span.kind),
           meta[i].subject.first.empty() ? absl::StrCat("team '", meta[i].subject.second, "'")
                                         : absl::StrCat("key '", meta[i].subject.first, "'"),
           100 * used / meta[i].limit, used, meta[i].limit));
