@@ -161,9 +161,9 @@ bool IsModelScopedFailure(int status, std::string_view body) {
   if (status == 404) return true;
   if (status != 429) return false;
   const std::string b = absl::AsciiStrToLower(AV(body.substr(0, 64 * 1024)));
-  for (std::string_view needle : {"for this model", "per model", "per-model", "model_rate_limit",
-                                  "model rate limit", "model_capacity", "quota for model",
-                                  "model: ", "\"model\":"}) {
+  for (std::string_view needle :
+       {"for this model", "per model", "per-model", "model_rate_limit", "model rate limit",
+        "model_capacity", "quota for model", "model: ", "\"model\":"}) {
     if (ContainsLower(b, needle)) return true;
   }
   return false;
@@ -173,12 +173,15 @@ int64_t ParseDurationMs(std::string_view text) {
   text = Trim(text);
   if (text.empty()) return -1;
   double plain = 0;
-  if (absl::SimpleAtod(AV(text), &plain)) return plain < 0 ? -1 : static_cast<int64_t>(plain * 1000);
+  if (absl::SimpleAtod(AV(text), &plain)) {
+    return plain < 0 ? -1 : static_cast<int64_t>(plain * 1000);
+  }
   double total = 0;
   size_t i = 0;
   while (i < text.size()) {
     const size_t start = i;
-    while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) {
+    while (i < text.size() &&
+           (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) {
       ++i;
     }
     double n = 0;

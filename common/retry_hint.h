@@ -9,8 +9,7 @@ namespace omniroute {
 
 // Milliseconds an upstream asks us to wait: Retry-After (seconds or HTTP date) or
 // X-RateLimit-Reset (epoch seconds, or ms when > 1e10). 0 when there is no usable hint.
-int64_t RetryHintMs(std::string_view retry_after, std::string_view ratelimit_reset,
-                    int64_t now_ms);
+int64_t RetryHintMs(std::string_view retry_after, std::string_view ratelimit_reset, int64_t now_ms);
 
 // A response header by (lower-case) name; empty when absent.
 using HeaderLookup = absl::FunctionRef<std::string_view(std::string_view name)>;

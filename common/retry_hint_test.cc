@@ -22,16 +22,20 @@ TEST(RetryHintTest, Forms) {
 class HeaderHintTest : public ::testing::Test {
  protected:
   int64_t Hint(std::string_view body = {}) {
-    return RetryHintMs([this](std::string_view n) -> std::string_view {
-      auto it = headers_.find(std::string(n));
-      return it == headers_.end() ? std::string_view() : std::string_view(it->second);
-    }, body, now_);
+    return RetryHintMs(
+        [this](std::string_view n) -> std::string_view {
+          auto it = headers_.find(std::string(n));
+          return it == headers_.end() ? std::string_view() : std::string_view(it->second);
+        },
+        body, now_);
   }
   RateLimitHeaders Limits() {
-    return ReadRateLimitHeaders([this](std::string_view n) -> std::string_view {
-      auto it = headers_.find(std::string(n));
-      return it == headers_.end() ? std::string_view() : std::string_view(it->second);
-    }, now_);
+    return ReadRateLimitHeaders(
+        [this](std::string_view n) -> std::string_view {
+          auto it = headers_.find(std::string(n));
+          return it == headers_.end() ? std::string_view() : std::string_view(it->second);
+        },
+        now_);
   }
   std::map<std::string, std::string> headers_;
   int64_t now_ = 1'700'000'000'000;  // 2023-11-14T22:13:20Z
@@ -107,16 +111,29 @@ TEST(RetryHintParseTest, DurationsAndTimes) {
 }
 
 TEST(RetryHintClassifyTest, ModelSpecificAndModelScoped) {
-  EXPECT_TRUE(IsModelSpecificError(400, R"({"error":{"message":"This model's maximum context length is 8192 tokens","code":"context_length_exceeded"}})"));
-  EXPECT_TRUE(IsModelSpecificError(400, R"({"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 210000 tokens > 200000 maximum"}})"));
-  EXPECT_TRUE(IsModelSpecificError(400, R"({"error":{"message":"Unsupported parameter: 'temperature' is not supported with this model.","code":"unsupported_parameter"}})"));
-  EXPECT_FALSE(IsModelSpecificError(400, R"({"error":{"message":"Invalid value for 'temperature'.","code":"invalid_value"}})"));
+  EXPECT_TRUE(IsModelSpecificError(
+      400,
+      R"({"error":{"message":"This model's maximum context length is 8192 tokens","code":"context_length_exceeded"}})"));
+  EXPECT_TRUE(IsModelSpecificError(
+      400,
+      R"({"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 210000 tokens > 200000 maximum"}})"));
+  EXPECT_TRUE(IsModelSpecificError(
+      400,
+      R"({"error":{"message":"Unsupported parameter: 'temperature' is not supported with this model.","code":"unsupported_parameter"}})"));
+  EXPECT_FALSE(IsModelSpecificError(
+      400, R"({"error":{"message":"Invalid value for 'temperature'.","code":"invalid_value"}})"));
   EXPECT_FALSE(IsModelSpecificError(400, "We could not parse the JSON body of your request."));
   EXPECT_FALSE(IsModelSpecificError(500, "context length"));
   EXPECT_TRUE(IsModelScopedFailure(404, ""));
-  EXPECT_TRUE(IsModelScopedFailure(429, R"({"error":{"message":"Rate limit for this model exceeded","code":"model_rate_limit"}})"));
-  EXPECT_TRUE(IsModelScopedFailure(429, "Quota exceeded for metric: generate_content_free_tier_requests, limit: 0, model: gemini-2.5-pro"));
-  EXPECT_FALSE(IsModelScopedFailure(429, "Rate limit reached for gpt-4o in organization org-x on requests per min (RPM)"));
+  EXPECT_TRUE(IsModelScopedFailure(
+      429,
+      R"({"error":{"message":"Rate limit for this model exceeded","code":"model_rate_limit"}})"));
+  EXPECT_TRUE(
+      IsModelScopedFailure(429,
+                           "Quota exceeded for metric: generate_content_free_tier_requests, limit: "
+                           "0, model: gemini-2.5-pro"));
+  EXPECT_FALSE(IsModelScopedFailure(
+      429, "Rate limit reached for gpt-4o in organization org-x on requests per min (RPM)"));
   EXPECT_FALSE(IsModelScopedFailure(503, "model overloaded"));
 }
 

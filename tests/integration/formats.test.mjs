@@ -505,8 +505,11 @@ for (const mode of MODES) {
         await fn(t);
       } catch (e) {
         markFailed();
-        e.message += `\n===== process logs (${mode}) =====\n${gw ? gw.logs(30) : ''}${mock ? mock.proc.tail(10) : ''}`;
-        throw e;
+        // A new error: an AssertionError's printed text does not follow changes to its message.
+        const err = new Error(`${e.message}\n===== process logs (${mode}) =====\n${gw ? gw.logs(30) : ''}` +
+          `${mock ? mock.proc.tail(10) : ''}`);
+        err.cause = e;
+        throw err;
       }
     });
 
@@ -524,9 +527,10 @@ for (const mode of MODES) {
         return await client.send(...args);
       } catch (e) {
         const reqs = await mock.requests({ since }).catch(() => []);
-        e.message += `\nprovider requests: ${JSON.stringify(reqs.map((r) => ({ path: r.path, status: r.status,
-          refused: r.refused, body: r.body })), null, 1).slice(0, 6000)}`;
-        throw e;
+        const err = new Error(`${e.message}\nprovider requests: ${JSON.stringify(reqs.map((r) => ({ path: r.path,
+          status: r.status, refused: r.refused, body: r.body })), null, 1).slice(0, 6000)}`);
+        err.cause = e;
+        throw err;
       }
     };
 

@@ -126,6 +126,7 @@ struct RequestLog {
   Format upstream_format = common::v1::FORMAT_UNSPECIFIED;
   bool stream = false;
   int64_t ttft_ms = 0;
+  double upstream_seconds = 0;  // spent waiting for upstreams, over every attempt
   TokenUsage tokens;
   bool record_usage = false;
 };
@@ -935,7 +936,9 @@ net::awaitable<AttemptResult> EdgeServer::Impl::Attempt(Exchange& x, ChatRequest
     outcome.set_latency_ms(static_cast<int64_t>(SecondsSince(attempt_start) * 1000));
     outcome.set_ttft_ms(log.ttft_ms);
     services.router->Report(outcome);
-    metrics.Upstream(cand.provider(), status, SecondsSince(attempt_start));
+    const double attempt_seconds = SecondsSince(attempt_start);
+    metrics.Upstream(cand.provider(), status, attempt_seconds);
+    log.upstream_seconds += attempt_seconds;
   };
   AttemptResult result;
 
@@ -1232,6 +1235,11 @@ void EdgeServer::Impl::Finish(Exchange& x) {
   if (log.tokens.present) {
     metrics.Tokens(log.provider, "input", log.tokens.input);
     metrics.Tokens(log.provider, "output", log.tokens.output);
+  }
+  if (log.status >= 200 && log.status < 300 && !log.provider.empty()) {
+    metrics.GenAi(log.provider, x.format == common::v1::FORMAT_OPENAI_CHAT ? "chat" : log.route,
+                  seconds, log.ttft_ms / 1000.0, log.tokens.input, log.tokens.output,
+                  seconds - log.upstream_seconds);
   }
   if (log.record_usage && services.usage) {
     usage::v1::UsageRecord rec;

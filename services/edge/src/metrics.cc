@@ -1,5 +1,7 @@
 #include "metrics.h"
 
+#include <algorithm>
+
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
@@ -21,6 +23,27 @@ std::string StatusLabel(int status) { return status == 0 ? "error" : std::to_str
 }  // namespace
 
 Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
+  genai_tokens_ = &prometheus::BuildHistogram()
+                       .Name("gen_ai_client_token_usage")
+                       .Help("Tokens used per LLM call, by gen_ai_token_type (input, output)")
+                       .Register(*registry_);
+  genai_duration_ = &prometheus::BuildHistogram()
+                         .Name("gen_ai_client_operation_duration_seconds")
+                         .Help("Duration of LLM calls as the client sees them")
+                         .Register(*registry_);
+  genai_ttft_ = &prometheus::BuildHistogram()
+                     .Name("gen_ai_server_time_to_first_token_seconds")
+                     .Help("Time from the request to the first byte of the answer")
+                     .Register(*registry_);
+  genai_tpot_ = &prometheus::BuildHistogram()
+                     .Name("gen_ai_server_time_per_output_token_seconds")
+                     .Help("Time per output token after the first")
+                     .Register(*registry_);
+  overhead_ = &prometheus::BuildHistogram()
+                   .Name("omniroute_overhead_seconds")
+                   .Help("Time the gateway added to a request: its whole duration less the time "
+                         "spent waiting for upstreams")
+                   .Register(*registry_);
   requests_ = &prometheus::BuildCounter()
                    .Name("omniroute_requests_total")
                    .Help("Client requests by route, status and provider")
@@ -144,6 +167,43 @@ void Metrics::RouterHealth(const router::v1::HealthResponse& health) {
       router_events_->Add({{"event", name}}).Increment(static_cast<double>(delta));
     }
   }
+}
+
+void Metrics::GenAi(std::string_view provider, std::string_view operation, double seconds,
+                    double ttft_seconds, int64_t input_tokens, int64_t output_tokens,
+                    double overhead_seconds) {
+  static const prometheus::Histogram::BucketBoundaries kTokenBuckets = {
+      1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304};
+  static const prometheus::Histogram::BucketBoundaries kOverheadBuckets = {
+      0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05};
+  static const prometheus::Histogram::BucketBoundaries kTpotBuckets = {
+      0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 1, 2.5};
+  const std::string p(provider);
+  const std::string op(operation);
+  genai_tokens_
+      ->Add({{"gen_ai_provider_name", p}, {"gen_ai_operation_name", op},
+             {"gen_ai_token_type", "input"}},
+            kTokenBuckets)
+      .Observe(static_cast<double>(input_tokens));
+  genai_tokens_
+      ->Add({{"gen_ai_provider_name", p}, {"gen_ai_operation_name", op},
+             {"gen_ai_token_type", "output"}},
+            kTokenBuckets)
+      .Observe(static_cast<double>(output_tokens));
+  genai_duration_->Add({{"gen_ai_provider_name", p}, {"gen_ai_operation_name", op}},
+                       LatencyBuckets())
+      .Observe(seconds);
+  if (ttft_seconds > 0) {
+    genai_ttft_->Add({{"gen_ai_provider_name", p}, {"gen_ai_operation_name", op}},
+                     LatencyBuckets())
+        .Observe(ttft_seconds);
+    if (output_tokens > 1 && seconds > ttft_seconds) {
+      genai_tpot_->Add({{"gen_ai_provider_name", p}, {"gen_ai_operation_name", op}},
+                       kTpotBuckets)
+          .Observe((seconds - ttft_seconds) / static_cast<double>(output_tokens - 1));
+    }
+  }
+  overhead_->Add({}, kOverheadBuckets).Observe(std::max(0.0, overhead_seconds));
 }
 
 std::string Metrics::Serialize() const {

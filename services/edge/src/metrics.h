@@ -42,6 +42,14 @@ class Metrics {
   // counters (cooldowns started, breaker openings, ...), the router's store errors.
   void RouterHealth(const router::v1::HealthResponse& health);
 
+  // One answered LLM call, in the OpenTelemetry GenAI semantic conventions
+  // (gen_ai_client_token_usage, gen_ai_client_operation_duration_seconds,
+  // gen_ai_server_time_to_first_token_seconds, gen_ai_server_time_per_output_token_seconds),
+  // and the time the gateway itself added (omniroute_overhead_seconds).
+  void GenAi(std::string_view provider, std::string_view operation, double seconds,
+             double ttft_seconds, int64_t input_tokens, int64_t output_tokens,
+             double overhead_seconds);
+
   // Prometheus text exposition of every metric.
   std::string Serialize() const;
 
@@ -61,6 +69,11 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>* store_up_;
   prometheus::Family<prometheus::Counter>* router_events_;
   prometheus::Family<prometheus::Counter>* router_store_errors_;
+  prometheus::Family<prometheus::Histogram>* genai_tokens_;
+  prometheus::Family<prometheus::Histogram>* genai_duration_;
+  prometheus::Family<prometheus::Histogram>* genai_ttft_;
+  prometheus::Family<prometheus::Histogram>* genai_tpot_;
+  prometheus::Family<prometheus::Histogram>* overhead_;
   std::mutex router_mu_;
   std::map<std::string, int64_t> router_seen_;  // last counter values, to add differences
 };

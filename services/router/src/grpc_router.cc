@@ -81,9 +81,8 @@ class RouterGrpcService final : public v1::Router::CallbackService {
 
   grpc::ServerUnaryReactor* Plan(grpc::CallbackServerContext* context,
                                  const v1::PlanRequest* request, v1::RoutePlan* response) override {
-    return Offload<v1::RoutePlan>(context, response, [this, request](auto done) {
-      impl_->Plan(*request, std::move(done));
-    });
+    return Offload<v1::RoutePlan>(
+        context, response, [this, request](auto done) { impl_->Plan(*request, std::move(done)); });
   }
 
   grpc::ServerUnaryReactor* Report(grpc::CallbackServerContext* context, const v1::Outcome* request,
@@ -121,9 +120,8 @@ class RouterGrpcService final : public v1::Router::CallbackService {
   grpc::ServerUnaryReactor* Admin(grpc::CallbackServerContext* context,
                                   const v1::AdminRequest* request,
                                   v1::AdminResponse* response) override {
-    return Offload<v1::AdminResponse>(context, response, [this, request](auto done) {
-      impl_->Admin(*request, std::move(done));
-    });
+    return Offload<v1::AdminResponse>(
+        context, response, [this, request](auto done) { impl_->Admin(*request, std::move(done)); });
   }
 
  private:
@@ -133,8 +131,7 @@ class RouterGrpcService final : public v1::Router::CallbackService {
   grpc::ServerUnaryReactor* Offload(grpc::CallbackServerContext* context, Response* response,
                                     Run run) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    auto completion =
-        std::make_shared<grpc_adapter::UnaryCompletion<Response>>(reactor, response);
+    auto completion = std::make_shared<grpc_adapter::UnaryCompletion<Response>>(reactor, response);
     pool_->Post([completion, run = std::move(run)]() mutable {
       try {
         run(Callback<Response>([completion](absl::StatusOr<Response> result) {
@@ -181,14 +178,14 @@ class RouterGrpcClient final : public Router {
 
   void Acquire(const v1::AcquireRequest& request, Callback<v1::AcquireResponse> done) override {
     CallUnary<v1::AcquireResponse>(
-        in_flight_, [this](auto... a) { stub_->async()->Acquire(a...); }, request,
-        std::move(done), kAcquireTimeout, request.request_id());
+        in_flight_, [this](auto... a) { stub_->async()->Acquire(a...); }, request, std::move(done),
+        kAcquireTimeout, request.request_id());
   }
 
   void Health(const v1::HealthRequest& request, Callback<v1::HealthResponse> done) override {
     CallUnary<v1::HealthResponse>(
-        in_flight_, [this](auto... a) { stub_->async()->Health(a...); }, request,
-        std::move(done), kHealthTimeout);
+        in_flight_, [this](auto... a) { stub_->async()->Health(a...); }, request, std::move(done),
+        kHealthTimeout);
   }
 
   void Admin(const v1::AdminRequest& request, Callback<v1::AdminResponse> done) override {

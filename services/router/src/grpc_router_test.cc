@@ -207,7 +207,8 @@ connections: [ { provider: n, name: a, api_key: k }, { provider: n, name: b, api
   v1::AcquireRequest acq;
   *acq.mutable_candidate() = got->candidates(1);
   std::promise<absl::StatusOr<v1::AcquireResponse>> slot;
-  client->Acquire(acq, [&](absl::StatusOr<v1::AcquireResponse> r) { slot.set_value(std::move(r)); });
+  client->Acquire(acq,
+                  [&](absl::StatusOr<v1::AcquireResponse> r) { slot.set_value(std::move(r)); });
   absl::StatusOr<v1::AcquireResponse> granted = slot.get_future().get();
   ASSERT_TRUE(granted.ok()) << granted.status();
   EXPECT_TRUE(granted->granted());
@@ -215,7 +216,8 @@ connections: [ { provider: n, name: a, api_key: k }, { provider: n, name: b, api
   v1::HealthRequest hreq;
   hreq.set_brief(true);
   std::promise<absl::StatusOr<v1::HealthResponse>> health;
-  client->Health(hreq, [&](absl::StatusOr<v1::HealthResponse> r) { health.set_value(std::move(r)); });
+  client->Health(hreq,
+                 [&](absl::StatusOr<v1::HealthResponse> r) { health.set_value(std::move(r)); });
   absl::StatusOr<v1::HealthResponse> h = health.get_future().get();
   ASSERT_TRUE(h.ok()) << h.status();
   EXPECT_EQ(h->store(), "memory");

@@ -69,8 +69,8 @@ int64_t SystemNowMs() {
 
 struct LocalRouter::Target {
   const ProviderSpec* provider = nullptr;
-  std::string model;                 // upstream model
-  const ComboSpec* combo = nullptr;  // innermost combo (its account routing override)
+  std::string model;                      // upstream model
+  const ComboSpec* combo = nullptr;       // innermost combo (its account routing override)
   std::vector<std::string> use_counters;  // bumped when this target serves first
 };
 
@@ -213,9 +213,9 @@ absl::StatusOr<std::pair<const ProviderSpec*, std::string>> LocalRouter::Resolve
   if (serving.size() > 1) {
     std::vector<std::string> ids;
     for (const auto* p : serving) ids.push_back(absl::StrCat(p->prefixes.front(), "/", AV(model)));
-    return absl::InvalidArgumentError(absl::StrCat(
-        "ambiguous_model: '", AV(model), "' is served by several providers; use one of ",
-        absl::StrJoin(ids, ", ")));
+    return absl::InvalidArgumentError(absl::StrCat("ambiguous_model: '", AV(model),
+                                                   "' is served by several providers; use one of ",
+                                                   absl::StrJoin(ids, ", ")));
   }
   const std::string lower = absl::AsciiStrToLower(AV(model));
   const char* inferred = nullptr;
@@ -253,8 +253,8 @@ absl::Status LocalRouter::Expand(const RoutingTable& t, const std::string& model
   }
   if (const ComboSpec* c = t.FindCombo(model)) {
     if (depth >= kMaxComboDepth) {
-      return absl::InvalidArgumentError(absl::StrCat("combo '", model, "' is nested deeper than ",
-                                                     kMaxComboDepth, " levels"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("combo '", model, "' is nested deeper than ", kMaxComboDepth, " levels"));
     }
     ctx.grouped = true;
     const size_t before = out->size();
@@ -270,9 +270,8 @@ absl::Status LocalRouter::Expand(const RoutingTable& t, const std::string& model
   }
   if (const FallbackChainSpec* chain = t.FindChain(model)) {
     if (depth >= kMaxComboDepth) {
-      return absl::InvalidArgumentError(absl::StrCat("fallback chain '", model,
-                                                     "' is nested deeper than ", kMaxComboDepth,
-                                                     " levels"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "fallback chain '", model, "' is nested deeper than ", kMaxComboDepth, " levels"));
     }
     ctx.grouped = true;
     absl::Status first_error;
@@ -318,9 +317,9 @@ absl::Status LocalRouter::ExpandCombo(const RoutingTable& t, const ComboSpec& co
     if (!s.ok() && first_error.ok()) first_error = s;
   }
   if (out->empty()) {
-    return first_error.ok() ? absl::NotFoundError(absl::StrCat("combo '", combo.name,
-                                                                "' has no usable model"))
-                            : first_error;
+    return first_error.ok()
+               ? absl::NotFoundError(absl::StrCat("combo '", combo.name, "' has no usable model"))
+               : first_error;
   }
   return absl::OkStatus();
 }
@@ -473,20 +472,19 @@ absl::StatusOr<v1::RoutePlan> LocalRouter::PlanNow(const v1::PlanRequest& reques
       eligible.push_back({conns[j], cs});
     }
     if (eligible.empty()) continue;
-    const RoutingOverride combo_routing = targets[k].combo ? targets[k].combo->routing
-                                                           : RoutingOverride();
+    const RoutingOverride combo_routing =
+        targets[k].combo ? targets[k].combo->routing : RoutingOverride();
     const RoutingOverride provider_routing = t.ProviderRouting(p->id);
-    const std::string strategy = !combo_routing.strategy.empty() ? combo_routing.strategy
-                                 : !provider_routing.strategy.empty()
-                                     ? provider_routing.strategy
-                                     : t.routing().strategy;
+    const std::string strategy = !combo_routing.strategy.empty()      ? combo_routing.strategy
+                                 : !provider_routing.strategy.empty() ? provider_routing.strategy
+                                                                      : t.routing().strategy;
     const int sticky = combo_routing.sticky_limit > 0      ? combo_routing.sticky_limit
                        : provider_routing.sticky_limit > 0 ? provider_routing.sticky_limit
                                                            : t.routing().sticky_limit;
     const int64_t rr =
         UsesRoundRobinCounter(strategy) ? ctx.Counter(*state_, "rr:acct:" + p->id) : 0;
-    const std::vector<size_t> order = OrderAccounts(strategy, eligible, sticky, rr, now,
-                                                    [this] { return NextRandom(); });
+    const std::vector<size_t> order =
+        OrderAccounts(strategy, eligible, sticky, rr, now, [this] { return NextRandom(); });
     if (gates[pi] == Gate::kProbeDue) {
       // Half-open: exactly one request (across every replica) probes the provider, and
       // only when it would be tried first.
@@ -565,10 +563,9 @@ absl::StatusOr<v1::RoutePlan> LocalRouter::PlanNow(const v1::PlanRequest& reques
       ex.breaker > 0 && ex.cooldown == 0 && ex.lockout == 0 && ex.pacing == 0;
   if (only_breakers) {
     plan.set_reason(v1::UNAVAILABLE_BREAKER_OPEN);
-    plan.set_message(absl::StrCat("The circuit breaker of provider '",
-                                  absl::StrJoin(ex.open_breakers, "', '"),
-                                  "' is open after repeated upstream failures; retry in ",
-                                  Seconds(retry_ms), " s"));
+    plan.set_message(absl::StrCat(
+        "The circuit breaker of provider '", absl::StrJoin(ex.open_breakers, "', '"),
+        "' is open after repeated upstream failures; retry in ", Seconds(retry_ms), " s"));
     return plan;
   }
   if (ex.cooldown > 0) {
@@ -637,9 +634,8 @@ void LocalRouter::RecordOutcome(const v1::Outcome& outcome) {
     state_->AddStat("cooldowns_started", 1);
   };
   auto lock_out = [&] {
-    state_->StartCooldown(CooldownScope::kModel,
-                          LockoutKey(provider, conn, cand.upstream_model()), now, t.Lockout(),
-                          hint);
+    state_->StartCooldown(CooldownScope::kModel, LockoutKey(provider, conn, cand.upstream_model()),
+                          now, t.Lockout(), hint);
     state_->AddStat("lockouts_started", 1);
   };
 
@@ -651,8 +647,7 @@ void LocalRouter::RecordOutcome(const v1::Outcome& outcome) {
     }
     if (outcome.latency_ms() > 0) state_->RecordLatency(provider, outcome.latency_ms());
     if (!cand.session_id().empty()) {
-      state_->SetSession(cand.session_id(), conn, now,
-                         int64_t{t.routing().session_ttl_s} * 1000);
+      state_->SetSession(cand.session_id(), conn, now, int64_t{t.routing().session_ttl_s} * 1000);
     }
   } else if (provider_failure) {
     cool();
@@ -724,8 +719,7 @@ void LocalRouter::ListModels(Callback<v1::ListModelsResponse> done) {
   done(std::move(out));
 }
 
-void LocalRouter::Acquire(const v1::AcquireRequest& request,
-                          Callback<v1::AcquireResponse> done) {
+void LocalRouter::Acquire(const v1::AcquireRequest& request, Callback<v1::AcquireResponse> done) {
   const std::shared_ptr<const RoutingTable> t = table();
   const v1::Candidate& cand = request.candidate();
   v1::AcquireResponse out;

@@ -73,8 +73,7 @@ class LocalRouter final : public Router {
   absl::StatusOr<v1::RoutePlan> PlanNow(const v1::PlanRequest& request);
   absl::Status Expand(const RoutingTable& t, const std::string& model, int depth,
                       const ComboSpec* combo, std::vector<std::string> use_counters,
-                      bool allow_alias,
-                      PlanContext& ctx, std::vector<Target>* out);
+                      bool allow_alias, PlanContext& ctx, std::vector<Target>* out);
   absl::Status ExpandCombo(const RoutingTable& t, const ComboSpec& combo, int depth,
                            PlanContext& ctx, std::vector<Target>* out);
   void AppendFallbackChain(const RoutingTable& t, const std::string& requested,

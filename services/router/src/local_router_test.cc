@@ -229,7 +229,7 @@ TEST_P(LocalRouterTest, BareNames) {
   EXPECT_EQ(Plan("gpt-4.1")->candidates(0).provider(), "openai");  // listed by openai only
   EXPECT_EQ(Plan("o3-mini")->candidates(0).provider(), "openai");  // inferred by family
   EXPECT_EQ(Plan("o4-mini")->candidates(0).provider(), "openai");
-  EXPECT_EQ(Plan("m1")->candidates(0).provider(), "local");        // a custom model
+  EXPECT_EQ(Plan("m1")->candidates(0).provider(), "local");  // a custom model
   auto p = Plan("shared");
   ASSERT_FALSE(p.ok());
   EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
@@ -261,8 +261,8 @@ TEST_P(LocalRouterTest, AliasesExactThenMostSpecificWildcard) {
   EXPECT_EQ(Targets(*Plan("gpt-4o"))[0], "rr/z");                   // ? is one character
   EXPECT_EQ(Targets(*Plan("gpt-40o"))[0], "openai/gpt-40o");        // no match: inference
   // An alias may name a combo.
-  EXPECT_EQ(Targets(*Plan("team-red")), (std::vector<std::string>{"other/shared", "local/m1",
-                                                                   "local/m1", "local/m1"}));
+  EXPECT_EQ(Targets(*Plan("team-red")),
+            (std::vector<std::string>{"other/shared", "local/m1", "local/m1", "local/m1"}));
 }
 
 TEST_P(LocalRouterTest, GlobMatching) {
@@ -359,7 +359,8 @@ TEST_P(LocalRouterTest, FillFirstAndCostOptimizedFollowPriority) {
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(Ids("local/m"), (std::vector<std::string>{"local:a", "local:b", "local:c"}));
   }
-  ASSERT_EQ(Admin("PUT", "/api/settings/routing", R"({"strategy":"cost-optimized"})").status(), 200);
+  ASSERT_EQ(Admin("PUT", "/api/settings/routing", R"({"strategy":"cost-optimized"})").status(),
+            200);
   EXPECT_EQ(Ids("local/m"), (std::vector<std::string>{"local:a", "local:b", "local:c"}));
 }
 
@@ -367,8 +368,8 @@ TEST_P(LocalRouterTest, RoundRobinStaysForTheStickyLimitThenMovesOn) {
   ASSERT_EQ(Admin("PUT", "/api/settings/routing", R"({"strategy":"round-robin"})").status(), 200);
   std::vector<std::string> firsts;
   for (int i = 0; i < 7; ++i) firsts.push_back(First("local/m"));
-  EXPECT_EQ(firsts, (std::vector<std::string>{"local:a", "local:a", "local:b", "local:b",
-                                              "local:c", "local:c", "local:a"}));
+  EXPECT_EQ(firsts, (std::vector<std::string>{"local:a", "local:a", "local:b", "local:b", "local:c",
+                                              "local:c", "local:a"}));
   // The rest of the plan follows the rotation.
   EXPECT_EQ(Ids("local/m"), (std::vector<std::string>{"local:a", "local:b", "local:c"}));
 }
@@ -382,8 +383,7 @@ TEST_P(LocalRouterTest, ProviderOverrideRoundRobinSpreadsEvenly) {
 TEST_P(LocalRouterTest, ComboOverridesTheAccountStrategy) {
   std::vector<std::string> firsts;
   for (int i = 0; i < 4; ++i) firsts.push_back(First("acct-rr"));
-  EXPECT_EQ(firsts,
-            (std::vector<std::string>{"local:a", "local:b", "local:c", "local:a"}));
+  EXPECT_EQ(firsts, (std::vector<std::string>{"local:a", "local:b", "local:c", "local:a"}));
   EXPECT_EQ(First("local/m1"), "local:a");  // outside the combo: fill-first
 }
 
@@ -399,9 +399,9 @@ TEST_P(LocalRouterTest, LeastUsedTakesTheOldestLastUse) {
 }
 
 TEST_P(LocalRouterTest, PowerOfTwoChoicesKeepsTheHealthierOfTwo) {
-  ASSERT_EQ(Admin("PUT", "/api/providers/local/routing", R"({"routing":{"strategy":"p2c"}})")
-                .status(),
-            200);
+  ASSERT_EQ(
+      Admin("PUT", "/api/providers/local/routing", R"({"routing":{"strategy":"p2c"}})").status(),
+      200);
   // local:a failed recently: its backoff level outlives its cooldown.
   Fail("local:a", 503);
   now_ += 1000;
@@ -500,10 +500,10 @@ TEST_P(LocalRouterTest, RetryHintAndAllCoolingAsksToWait) {
 }
 
 TEST_P(LocalRouterTest, UpstreamHintsCanBeIgnored) {
-  ASSERT_EQ(Admin("PUT", "/api/settings/resilience",
-                  R"({"cooldown":{"use_upstream_retry_hints":false}})")
-                .status(),
-            200);
+  ASSERT_EQ(
+      Admin("PUT", "/api/settings/resilience", R"({"cooldown":{"use_upstream_retry_hints":false}})")
+          .status(),
+      200);
   Fail("local:a", 429, 5000);
   now_ += 1000;
   EXPECT_EQ(First("local/m"), "local:a");
@@ -553,7 +553,7 @@ TEST_P(LocalRouterTest, ModelLockoutsAfterA404OrAModelSpecific429) {
   p = Plan("local/huge");
   EXPECT_EQ(p->reason(), v1::UNAVAILABLE_LOCKOUT);
   EXPECT_EQ(p->wait_ms(), 0);  // 10 s is beyond max_wait_ms
-  now_ += 9000;  // a's and b's lockouts (10 s) end
+  now_ += 9000;                // a's and b's lockouts (10 s) end
   EXPECT_EQ(Ids("local/huge"), (std::vector<std::string>{"local:a", "local:b"}));
   // Again: doubled, then capped at 30 s.
   Report(Cand("local:a", "huge"), 404);
@@ -741,9 +741,9 @@ TEST_P(LocalRouterTest, RequestsPerMinuteAndMinimumGapPerConnection) {
   EXPECT_EQ(First("local/m"), "local:b");  // a used its two requests this minute
   now_ += 60000;
   EXPECT_EQ(First("local/m"), "local:a");
-  ASSERT_EQ(Admin("PUT", "/api/providers/local/routing", R"({"queue":{"min_gap_ms":500}})")
-                .status(),
-            200);
+  ASSERT_EQ(
+      Admin("PUT", "/api/providers/local/routing", R"({"queue":{"min_gap_ms":500}})").status(),
+      200);
   now_ += 60000;
   EXPECT_EQ(First("local/m"), "local:a");
   now_ += 100;
@@ -816,10 +816,10 @@ TEST_P(LocalRouterTest, AdminAliasesChainsAndSettings) {
   EXPECT_EQ(Admin("DELETE", "/api/aliases/MY-*").status(), 200);  // patterns fold case
   EXPECT_EQ(Plan("my-model").status().code(), absl::StatusCode::kNotFound);
 
-  EXPECT_EQ(Admin("POST", "/api/fallback-chains",
-                  R"({"name":"c2","models":["rr/first","other/shared"]})")
-                .status(),
-            201);
+  EXPECT_EQ(
+      Admin("POST", "/api/fallback-chains", R"({"name":"c2","models":["rr/first","other/shared"]})")
+          .status(),
+      201);
   EXPECT_EQ(Targets(*Plan("rr/first")).back(), "other/shared");
 
   v1::AdminResponse r = Admin("PUT", "/api/settings/routing", R"({"sticky_limit":0})");
@@ -844,12 +844,12 @@ TEST_P(LocalRouterTest, RuntimeChangesPersistAndReachOtherReplicas) {
   const std::string dir = mkdtemp(tmpl);
   const std::string path = dir + "/router-runtime.json";
   auto a = MakeRouter(path);
-  ASSERT_EQ(Admin("POST", "/api/combos", R"({"name":"kept","models":["local/m1"]})", a.get())
-                .status(),
-            201);
-  ASSERT_EQ(Admin("PUT", "/api/settings/routing", R"({"strategy":"round-robin"})", a.get())
-                .status(),
-            200);
+  ASSERT_EQ(
+      Admin("POST", "/api/combos", R"({"name":"kept","models":["local/m1"]})", a.get()).status(),
+      201);
+  ASSERT_EQ(
+      Admin("PUT", "/api/settings/routing", R"({"strategy":"round-robin"})", a.get()).status(),
+      200);
   // A restart reads the file.
   auto b = MakeRouter(path);
   EXPECT_TRUE(Plan("kept", {}, b.get()).ok());
@@ -861,6 +861,16 @@ TEST_P(LocalRouterTest, RuntimeChangesPersistAndReachOtherReplicas) {
     c->Tick();
     EXPECT_TRUE(Plan("kept", {}, c.get()).ok());
     EXPECT_TRUE(std::filesystem::exists(dir + "/other.json"));
+    // A change made on a replica that has not caught up yet builds on the newest one.
+    auto d = MakeRouter(dir + "/third.json");
+    now_ += 10;
+    ASSERT_EQ(
+        Admin("POST", "/api/combos", R"({"name":"from-d","models":["rr/z"]})", d.get()).status(),
+        201);
+    EXPECT_TRUE(Plan("kept", {}, d.get()).ok());
+    a->Tick();
+    EXPECT_TRUE(Plan("from-d", {}, a.get()).ok());
+    EXPECT_TRUE(Plan("kept", {}, a.get()).ok());
   }
   std::filesystem::remove_all(dir);
 }

@@ -72,9 +72,8 @@ StateSnapshot MemoryStateStore::Read(const StateQuery& query, int64_t now_ms) {
   return out;
 }
 
-int64_t MemoryStateStore::StartCooldown(CooldownScope scope, const std::string& id,
-                                        int64_t now_ms, const CooldownPolicy& policy,
-                                        int64_t hint_ms) {
+int64_t MemoryStateStore::StartCooldown(CooldownScope scope, const std::string& id, int64_t now_ms,
+                                        const CooldownPolicy& policy, int64_t hint_ms) {
   std::lock_guard<std::mutex> lock(mu_);
   MaybeSweepLocked(now_ms);
   dirty_ = true;
@@ -128,8 +127,7 @@ void MemoryStateStore::SetSession(const std::string& session, const std::string&
   sessions_[session] = {connection_id, now_ms + ttl_ms};
 }
 
-bool MemoryStateStore::TryProbe(const std::string& provider, int64_t now_ms,
-                                int64_t probe_ttl_ms) {
+bool MemoryStateStore::TryProbe(const std::string& provider, int64_t now_ms, int64_t probe_ttl_ms) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = breakers_.find(provider);
   if (it == breakers_.end()) return false;
@@ -215,7 +213,8 @@ SlotGrant MemoryStateStore::AcquireSlot(const std::string& id, const std::string
       retry_at = std::max(retry_at, p.starts.front() + 60000);
     }
   }
-  if (policy.min_gap_ms > 0 && p.last_start_ms > 0 && now_ms - p.last_start_ms < policy.min_gap_ms) {
+  if (policy.min_gap_ms > 0 && p.last_start_ms > 0 &&
+      now_ms - p.last_start_ms < policy.min_gap_ms) {
     retry_at = std::max(retry_at, p.last_start_ms + policy.min_gap_ms);
   }
   if (retry_at > 0) return {false, retry_at};
@@ -301,10 +300,12 @@ MemoryStateStore::Exported MemoryStateStore::TakeExport(int64_t now_ms) {
   Exported out;
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& [id, b] : cooldowns_) {
-    if (b.until_ms > now_ms) out.cooldowns.push_back({CooldownScope::kConnection, id, b.until_ms, b.level});
+    if (b.until_ms > now_ms)
+      out.cooldowns.push_back({CooldownScope::kConnection, id, b.until_ms, b.level});
   }
   for (const auto& [id, b] : lockouts_) {
-    if (b.until_ms > now_ms) out.cooldowns.push_back({CooldownScope::kModel, id, b.until_ms, b.level});
+    if (b.until_ms > now_ms)
+      out.cooldowns.push_back({CooldownScope::kModel, id, b.until_ms, b.level});
   }
   for (const auto& [provider, b] : breakers_) {
     if (b.status.state != BreakerState::kClosed) out.breakers.emplace_back(provider, b.status);

@@ -14,10 +14,10 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
-#include "memory_state_store.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/strings.h"
+#include "memory_state_store.h"
 
 namespace omniroute::router {
 namespace redis_store_impl {
@@ -70,7 +70,8 @@ local now = tonumber(ARGV[1])
 local until_ms = now + ms
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if current > until_ms then until_ms = current end
-redis.call('SET', KEYS[1], string.format('%.0f', until_ms), 'PX', string.format('%.0f', until_ms - now))
+redis.call('SET', KEYS[1], string.format('%.0f', until_ms),
+           'PX', string.format('%.0f', until_ms - now))
 redis.call('PEXPIRE', KEYS[2], string.format('%.0f', ms + tonumber(ARGV[6])))
 return until_ms
 )lua";
@@ -82,7 +83,8 @@ local now = tonumber(ARGV[1])
 local until_ms = tonumber(ARGV[2])
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if until_ms > current and until_ms > now then
-  redis.call('SET', KEYS[1], string.format('%.0f', until_ms), 'PX', string.format('%.0f', until_ms - now))
+  redis.call('SET', KEYS[1], string.format('%.0f', until_ms),
+             'PX', string.format('%.0f', until_ms - now))
 end
 local level = tonumber(ARGV[3])
 if level > 0 and level > tonumber(redis.call('GET', KEYS[2]) or '0') then
@@ -264,7 +266,6 @@ std::string Sha1Hex(std::string_view data) {
   }
   return hex;
 }
-
 
 timeval ToTimeval(std::chrono::milliseconds ms) {
   timeval tv;
@@ -479,7 +480,8 @@ BreakerStatus DecodeBreaker(std::string_view v) {
   size_t start = 0;
   while (start <= v.size()) {
     const size_t bar = v.find('|', start);
-    const std::string_view part = v.substr(start, bar == std::string_view::npos ? v.npos : bar - start);
+    const std::string_view part =
+        v.substr(start, bar == std::string_view::npos ? v.npos : bar - start);
     int64_t n = 0;
     if (!absl::SimpleAtoi(AV(part), &n)) return {};
     parts.push_back(n);
@@ -590,8 +592,8 @@ class RedisStateStore final : public StateStore {
       const std::string v = String(next());
       const size_t bar = v.rfind('|');
       int64_t expires = 0;
-      if (bar != std::string::npos && absl::SimpleAtoi(AV(std::string_view(v).substr(bar + 1)), &expires) &&
-          expires > now_ms) {
+      if (bar != std::string::npos &&
+          absl::SimpleAtoi(AV(std::string_view(v).substr(bar + 1)), &expires) && expires > now_ms) {
         out.session_connection = v.substr(0, bar);
       }
     }

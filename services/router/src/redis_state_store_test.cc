@@ -97,9 +97,11 @@ TEST_F(RedisStateStoreTest, KeysAreNamespacedAndExpire) {
 TEST_F(RedisStateStoreTest, ReplicasShareState) {
   StateStorePtr other = MakeStore();
   const int64_t now = NowMs();
-  const int64_t until = store_->StartCooldown(CooldownScope::kConnection, "shared", now, policy_, 0);
+  const int64_t until =
+      store_->StartCooldown(CooldownScope::kConnection, "shared", now, policy_, 0);
   EXPECT_EQ(other->Read({.connections = {"shared"}}, now).connections[0].cooldown_until_ms, until);
-  EXPECT_EQ(other->StartCooldown(CooldownScope::kConnection, "shared", now, policy_, 0), now + 2000);
+  EXPECT_EQ(other->StartCooldown(CooldownScope::kConnection, "shared", now, policy_, 0),
+            now + 2000);
 }
 
 TEST_F(RedisStateStoreTest, ConcurrentFailuresEachRaiseTheLevel) {
@@ -153,7 +155,8 @@ TEST_F(RedisStateStoreTest, FallsBackToLocalStateWhileRedisIsDownAndHandsItOver)
   EXPECT_EQ(shared.connections[0].cooldown_until_ms, now + 1000);
   EXPECT_EQ(shared.breakers[0].state, BreakerState::kOpen);
   EXPECT_EQ(shared.session_connection, "p:b");
-  EXPECT_EQ(store_->StartCooldown(CooldownScope::kConnection, "after", now, policy_, 0), now + 1000);
+  EXPECT_EQ(store_->StartCooldown(CooldownScope::kConnection, "after", now, policy_, 0),
+            now + 1000);
   EXPECT_EQ(Raw("GET", "omni:router:lvl:{after}"), "1");
 }
 

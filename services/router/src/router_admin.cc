@@ -173,8 +173,7 @@ v1::HealthResponse LocalRouter::HealthNow(bool brief) {
   } else if (healthy) {
     out.set_store_detail("routing state shared in Redis");
   } else {
-    out.set_store_detail(
-        "Redis unreachable: routing on process-local state until it returns");
+    out.set_store_detail("Redis unreachable: routing on process-local state until it returns");
   }
   StateQuery q;
   q.providers = t.ConnectedProviders();
@@ -241,7 +240,8 @@ v1::AdminResponse LocalRouter::AdminNow(const v1::AdminRequest& request) {
   json::object body = Parsed(request.body(), &body_status);
   if (!body_status.ok()) return StatusResponse(body_status);
   auto not_allowed = [&] {
-    return ErrorResponse(405, absl::StrCat("Method ", method, " is not allowed on ", request.path()));
+    return ErrorResponse(405,
+                         absl::StrCat("Method ", method, " is not allowed on ", request.path()));
   };
 
   // Health and resets.
@@ -250,17 +250,16 @@ v1::AdminResponse LocalRouter::AdminNow(const v1::AdminRequest& request) {
     const v1::HealthResponse h = HealthNow(/*brief=*/false);
     json::array providers;
     for (const auto& p : h.providers()) {
-      providers.push_back(json::object{
-          {"provider", p.provider()},
-          {"auth", p.oauth() ? "oauth" : "api_key"},
-          {"breaker", json::object{{"state", p.state()},
-                                   {"failures", p.failures()},
-                                   {"trips", p.trips()},
-                                   {"retry_in_ms", p.retry_in_ms()}}},
-          {"latency", json::object{{"p50_ms", p.p50_ms()},
-                                   {"p95_ms", p.p95_ms()},
-                                   {"p99_ms", p.p99_ms()},
-                                   {"samples", p.samples()}}}});
+      providers.push_back(json::object{{"provider", p.provider()},
+                                       {"auth", p.oauth() ? "oauth" : "api_key"},
+                                       {"breaker", json::object{{"state", p.state()},
+                                                                {"failures", p.failures()},
+                                                                {"trips", p.trips()},
+                                                                {"retry_in_ms", p.retry_in_ms()}}},
+                                       {"latency", json::object{{"p50_ms", p.p50_ms()},
+                                                                {"p95_ms", p.p95_ms()},
+                                                                {"p99_ms", p.p99_ms()},
+                                                                {"samples", p.samples()}}}});
     }
     json::array cooldowns;
     for (const auto& c : h.cooldowns()) {
@@ -279,16 +278,16 @@ v1::AdminResponse LocalRouter::AdminNow(const v1::AdminRequest& request) {
     }
     json::object counters;
     for (const auto& [k, v] : h.counters()) counters[k] = v;
-    return JsonResponse(
-        200, json::object{{"status", h.store_healthy() ? "ok" : "degraded"},
-                          {"state_store", json::object{{"kind", h.store()},
-                                                       {"healthy", h.store_healthy()},
-                                                       {"detail", h.store_detail()}}},
-                          {"providers", std::move(providers)},
-                          {"cooldowns", std::move(cooldowns)},
-                          {"lockouts", std::move(lockouts)},
-                          {"counters", std::move(counters)},
-                          {"now_ms", h.now_ms()}});
+    return JsonResponse(200,
+                        json::object{{"status", h.store_healthy() ? "ok" : "degraded"},
+                                     {"state_store", json::object{{"kind", h.store()},
+                                                                  {"healthy", h.store_healthy()},
+                                                                  {"detail", h.store_detail()}}},
+                                     {"providers", std::move(providers)},
+                                     {"cooldowns", std::move(cooldowns)},
+                                     {"lockouts", std::move(lockouts)},
+                                     {"counters", std::move(counters)},
+                                     {"now_ms", h.now_ms()}});
   }
   if (seg == std::vector<std::string>{"resilience", "reset"}) {
     if (method != "POST") return not_allowed();
@@ -313,8 +312,8 @@ v1::AdminResponse LocalRouter::AdminNow(const v1::AdminRequest& request) {
     for (const auto& p : providers) reset.push_back(json::value(p));
     LogInfo("resilience state reset", {{"providers", std::to_string(providers.size())},
                                        {"cooldowns", cooldowns ? "true" : "false"}});
-    return JsonResponse(200, json::object{{"reset_breakers", std::move(reset)},
-                                          {"reset_cooldowns", cooldowns}});
+    return JsonResponse(
+        200, json::object{{"reset_breakers", std::move(reset)}, {"reset_cooldowns", cooldowns}});
   }
 
   // The whole routing configuration.
@@ -395,8 +394,8 @@ v1::AdminResponse LocalRouter::AdminNow(const v1::AdminRequest& request) {
       const std::shared_ptr<const RoutingTable> t = table();
       const auto* e = find(*t);
       if (e != nullptr && e->origin == RoutingTable::Origin::kFile) {
-        return ErrorResponse(403, absl::StrCat("The routing of provider '", id,
-                                               "' is managed by the config file"));
+        return ErrorResponse(
+            403, absl::StrCat("The routing of provider '", id, "' is managed by the config file"));
       }
       if (e == nullptr && method == "DELETE") {
         return ErrorResponse(404, absl::StrCat("No routing override for provider '", id, "'"));
@@ -444,8 +443,8 @@ v1::AdminResponse LocalRouter::AdminNow(const v1::AdminRequest& request) {
       auto spec = coll.parse(json::serialize(body));
       if (!spec.ok()) return StatusResponse(spec.status());
       if (find(coll.key(*spec)) != nullptr) {
-        return ErrorResponse(409, absl::StrCat("A ", coll.what, " '", coll.key(*spec),
-                                               "' exists; PUT replaces it"));
+        return ErrorResponse(
+            409, absl::StrCat("A ", coll.what, " '", coll.key(*spec), "' exists; PUT replaces it"));
       }
       absl::Status s = ChangeRuntime([&](RuntimeRouting& r) -> absl::Status {
         (r.*(coll.list)).push_back(*spec);
@@ -454,7 +453,9 @@ v1::AdminResponse LocalRouter::AdminNow(const v1::AdminRequest& request) {
       if (!s.ok()) return StatusResponse(s);
       return JsonResponse(201, WithOrigin(ToJson(*spec), RoutingTable::Origin::kApi));
     }
-    if (seg.size() != 2) return ErrorResponse(404, absl::StrCat("Unknown admin route ", request.path()));
+    if (seg.size() != 2) {
+      return ErrorResponse(404, absl::StrCat("Unknown admin route ", request.path()));
+    }
     const std::string& key = seg[1];
     const auto* existing = find(key);
     if (method == "GET") {
@@ -569,8 +570,8 @@ absl::Status ValidateCombos(const RoutingTable& t) {
     ASSIGN_OR_RETURN(int d, depth(e.spec, stack));
     if (d > kMaxComboDepth) {
       return absl::InvalidArgumentError(absl::StrCat("combo '", e.spec.name, "' nests ", d,
-                                                     " levels of combos; at most ",
-                                                     kMaxComboDepth, " are allowed"));
+                                                     " levels of combos; at most ", kMaxComboDepth,
+                                                     " are allowed"));
     }
   }
   return absl::OkStatus();
@@ -616,8 +617,9 @@ absl::Status LocalRouter::ChangeRuntime(
 void LocalRouter::AdoptRuntime(RuntimeRouting runtime, bool persist) {
   auto table = RoutingTable::Build(config_, registry_, runtime);
   if (!table.ok()) {
-    LogWarn("ignoring a shared routing configuration",
-            {{"version", std::to_string(runtime.version)}, {"error", SV(table.status().message())}});
+    LogWarn(
+        "ignoring a shared routing configuration",
+        {{"version", std::to_string(runtime.version)}, {"error", SV(table.status().message())}});
     return;
   }
   runtime_ = std::move(runtime);

@@ -119,12 +119,11 @@ json::object ToJson(const RoutingSettings& r) {
 json::object ToJson(const ResilienceConfig& r) {
   return {
       {"cooldown",
-       json::object{
-           {"base_ms", PerAuthJson(r.cooldown.base_ms.api_key, r.cooldown.base_ms.oauth)},
-           {"max_ms", r.cooldown.max_ms},
-           {"max_backoff_steps", PerAuthJson(r.cooldown.max_backoff_steps.api_key,
-                                             r.cooldown.max_backoff_steps.oauth)},
-           {"use_upstream_retry_hints", r.cooldown.use_upstream_retry_hints}}},
+       json::object{{"base_ms", PerAuthJson(r.cooldown.base_ms.api_key, r.cooldown.base_ms.oauth)},
+                    {"max_ms", r.cooldown.max_ms},
+                    {"max_backoff_steps", PerAuthJson(r.cooldown.max_backoff_steps.api_key,
+                                                      r.cooldown.max_backoff_steps.oauth)},
+                    {"use_upstream_retry_hints", r.cooldown.use_upstream_retry_hints}}},
       {"lockout", json::object{{"base_ms", r.lockout.base_ms}, {"max_ms", r.lockout.max_ms}}},
       {"breaker",
        json::object{{"failure_threshold", PerAuthJson(r.breaker.failure_threshold.api_key,
@@ -267,9 +266,9 @@ absl::StatusOr<std::shared_ptr<const RoutingTable>> RoutingTable::Build(
     if (p) t->by_provider_[p->id].push_back(&c);
   }
   for (auto& [id, list] : t->by_provider_) {
-    std::stable_sort(list.begin(), list.end(), [](const ConnectionSpec* a, const ConnectionSpec* b) {
-      return a->priority < b->priority;
-    });
+    std::stable_sort(
+        list.begin(), list.end(),
+        [](const ConnectionSpec* a, const ConnectionSpec* b) { return a->priority < b->priority; });
   }
   return std::shared_ptr<const RoutingTable>(std::move(t));
 }

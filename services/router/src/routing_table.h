@@ -17,9 +17,9 @@ namespace omniroute::router {
 // What the routing admin API changed over the config file. Persisted by the router (a JSON
 // file under DATA_DIR) and shared with the other replicas through the state store.
 struct RuntimeRouting {
-  int64_t version = 0;                   // ms since the epoch of the last change
-  boost::json::object routing_patch;     // applied over the file's `routing:`
-  boost::json::object resilience_patch;  // applied over the file's `resilience:`
+  int64_t version = 0;                      // ms since the epoch of the last change
+  boost::json::object routing_patch;        // applied over the file's `routing:`
+  boost::json::object resilience_patch;     // applied over the file's `resilience:`
   std::vector<ProviderOverride> providers;  // replace the file's override of the same id
   std::vector<ComboSpec> combos;
   std::vector<AliasSpec> aliases;

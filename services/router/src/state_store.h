@@ -26,9 +26,9 @@ enum class BreakerState { kClosed = 0, kHalfOpen = 1, kOpen = 2 };
 // A provider's circuit breaker as stored.
 struct BreakerStatus {
   BreakerState state = BreakerState::kClosed;
-  int failures = 0;           // consecutive failures while closed
-  int64_t open_until_ms = 0;  // open: when a probe may go
-  int trips = 0;              // consecutive openings; the reset timeout doubles with each
+  int failures = 0;              // consecutive failures while closed
+  int64_t open_until_ms = 0;     // open: when a probe may go
+  int trips = 0;                 // consecutive openings; the reset timeout doubles with each
   bool probe_in_flight = false;  // half-open: a probe holds the provider
 };
 
@@ -135,8 +135,7 @@ class StateStore {
                                       const BreakerPolicy& policy, bool probe) = 0;
 
   // A provider success. Closed: resets the failure count. Half-open and `probe`: closes.
-  virtual BreakerStatus RecordSuccess(const std::string& provider, int64_t now_ms,
-                                      bool probe) = 0;
+  virtual BreakerStatus RecordSuccess(const std::string& provider, int64_t now_ms, bool probe) = 0;
 
   // Closes the breakers of `providers`.
   virtual void ResetBreakers(const std::vector<std::string>& providers) = 0;
@@ -153,8 +152,8 @@ class StateStore {
   virtual std::vector<int64_t> Latencies(const std::string& provider) = 0;
 
   // Active cooldowns of `connection_ids` and every active lockout.
-  virtual std::vector<ActiveCooldown> ActiveCooldowns(const std::vector<std::string>& connection_ids,
-                                                      int64_t now_ms) = 0;
+  virtual std::vector<ActiveCooldown> ActiveCooldowns(
+      const std::vector<std::string>& connection_ids, int64_t now_ms) = 0;
 
   // Clears the cooldowns and backoff levels of `connection_ids` and every lockout.
   virtual void ResetCooldowns(const std::vector<std::string>& connection_ids) = 0;

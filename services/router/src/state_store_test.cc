@@ -1,4 +1,6 @@
 // The StateStore contract, run against the in-memory store and the Redis store alike.
+#include "state_store.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -10,7 +12,6 @@
 #include "memory_state_store.h"
 #include "redis_state_store.h"
 #include "redis_test_server.h"
-#include "state_store.h"
 
 namespace omniroute::router {
 namespace {
@@ -38,7 +39,10 @@ class StateStoreTest : public ::testing::TestWithParam<std::string> {
   }
 
   StateStorePtr MakeStore() {
-    if (GetParam() == "memory") return shared_memory_ ? shared_memory_ : (shared_memory_ = MakeMemoryStateStore());
+    if (GetParam() == "memory") {
+      if (!shared_memory_) shared_memory_ = MakeMemoryStateStore();
+      return shared_memory_;
+    }
     RedisStateStoreOptions options;
     options.reconnect_interval = 50ms;
     auto s = MakeRedisStateStore(server_->url(), options);
@@ -99,7 +103,8 @@ TEST_P(StateStoreTest, LockoutsAreSeparateFromConnectionCooldowns) {
   CooldownPolicy lock{.base_ms = 120000, .max_ms = 1800000, .max_steps = 30};
   EXPECT_EQ(store_->StartCooldown(CooldownScope::kModel, key, now_, lock, 0), now_ + 120000);
   EXPECT_EQ(store_->StartCooldown(CooldownScope::kModel, key, now_, lock, 0), now_ + 240000);
-  const StateSnapshot s = store_->Read({.connections = {"p:a"}, .lockouts = {key, "p:p:a:y"}}, now_);
+  const StateSnapshot s =
+      store_->Read({.connections = {"p:a"}, .lockouts = {key, "p:p:a:y"}}, now_);
   EXPECT_EQ(s.connections[0].cooldown_until_ms, 0);
   EXPECT_EQ(s.lockout_until_ms[0], now_ + 240000);
   EXPECT_EQ(s.lockout_until_ms[1], 0);
@@ -129,9 +134,8 @@ TEST_P(StateStoreTest, CountersSessionsAndLastUse) {
   EXPECT_EQ(store_->Increment("rr:y", now_, 60000), 1);
   store_->SetSession("s1", "p:b", now_, 60000);
   store_->Touch("p:a", now_ - 5);
-  const StateSnapshot s =
-      store_->Read({.connections = {"p:a", "p:b"}, .counters = {"rr:x", "rr:z"}, .session = "s1"},
-                   now_);
+  const StateSnapshot s = store_->Read(
+      {.connections = {"p:a", "p:b"}, .counters = {"rr:x", "rr:z"}, .session = "s1"}, now_);
   EXPECT_EQ(s.counters[0], 2);
   EXPECT_EQ(s.counters[1], 0);
   EXPECT_EQ(s.session_connection, "p:b");
@@ -187,7 +191,8 @@ TEST_P(StateStoreTest, BreakerOpensAtTheThresholdAndProbesOnce) {
 }
 
 TEST_P(StateStoreTest, AnAbandonedProbeExpires) {
-  BreakerPolicy policy{.failure_threshold = 1, .reset_timeout_ms = 1000, .max_reset_multiplier = 16};
+  BreakerPolicy policy{
+      .failure_threshold = 1, .reset_timeout_ms = 1000, .max_reset_multiplier = 16};
   store_->RecordFailure("p", now_, policy, false);
   ASSERT_TRUE(store_->TryProbe("p", now_ + 1000, 100));
   EXPECT_FALSE(store_->TryProbe("p", now_ + 1050, 100));
@@ -202,7 +207,8 @@ TEST_P(StateStoreTest, ThresholdZeroNeverOpens) {
 }
 
 TEST_P(StateStoreTest, ResetBreakersCloses) {
-  BreakerPolicy policy{.failure_threshold = 1, .reset_timeout_ms = 100000, .max_reset_multiplier = 1};
+  BreakerPolicy policy{
+      .failure_threshold = 1, .reset_timeout_ms = 100000, .max_reset_multiplier = 1};
   store_->RecordFailure("p", now_, policy, false);
   store_->RecordFailure("q", now_, policy, false);
   store_->ResetBreakers({"p"});

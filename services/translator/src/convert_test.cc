@@ -693,6 +693,18 @@ TEST(RoundTripTest, Gemini3CallsWithoutSignatureGetTheSkipSentinel) {
   auto g31 = ConvertRequest(FORMAT_OPENAI_CHAT, FORMAT_GEMINI, chat, "google/gemini-3.1-flash", false);
   ASSERT_TRUE(g31.ok());
   EXPECT_THAT(*g31, HasSubstr("skip_thought_signature_validator"));
+  // Gemini CLI puts the sentinel on calls it got without a signature: it vouches for
+  // nothing and goes to no other provider.
+  const std::string gemini = R"({"contents":[{"role":"user","parts":[{"text":"hi"}]},
+    {"role":"model","parts":[{"functionCall":{"name":"a","args":{}},
+      "thoughtSignature":"skip_thought_signature_validator"}]},
+    {"role":"user","parts":[{"functionResponse":{"name":"a","response":{"output":"1"}}}]}]})";
+  for (Format to : {FORMAT_OPENAI_CHAT, FORMAT_OPENAI_RESPONSES, FORMAT_ANTHROPIC}) {
+    auto out = ConvertRequest(FORMAT_GEMINI, to, gemini, "m", false);
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_THAT(*out, ::testing::Not(HasSubstr("skip_thought"))) << Stem(to) << ": " << *out;
+    EXPECT_THAT(*out, HasSubstr(R"("a")")) << Stem(to);
+  }
 }
 
 // --- Mappings -------------------------------------------------------------------------

@@ -12,6 +12,16 @@
 namespace omniroute::translator::gemini {
 namespace {
 
+// Google's documented values that make Gemini skip the thought signature check of a part.
+// Clients put them on calls that have no signature (Gemini CLI does); they vouch for
+// nothing, so they are not carried to other providers, and a request to Gemini 3 gets one
+// again where needed.
+constexpr std::string_view kSkipSignatureValidator = "skip_thought_signature_validator";
+
+bool IsSkipSentinel(std::string_view sig) {
+  return sig == kSkipSignatureValidator || sig == "context_engineering_is_the_way_to_go";
+}
+
 using Kind = Block::Kind;
 
 // Gemini 2.5 accepts thinking budgets up to 32768 tokens.
@@ -126,7 +136,8 @@ class PartReader {
     for (const json::value& pv : parts) {
       const json::object* p = pv.if_object();
       if (p == nullptr) continue;
-      const std::string_view sig = GetString(*p, "thoughtSignature");
+      std::string_view sig = GetString(*p, "thoughtSignature");
+      if (IsSkipSentinel(sig)) sig = {};
       if (GetBool(*p, "thought").value_or(false) && HasString(*p, "text")) {
         // Consecutive thought parts form one run; a signature closes it.
         if (!in_thought) {
@@ -640,9 +651,6 @@ absl::StatusOr<Request> ReadRequest(const json::object& body) {
 }
 
 namespace {
-
-// Google's documented value that makes Gemini skip the thought signature check of a call.
-constexpr std::string_view kSkipSignatureValidator = "skip_thought_signature_validator";
 
 // Gemini 3 and later validate the thought signatures of function calls.
 bool RequiresCallSignatures(std::string_view model) {

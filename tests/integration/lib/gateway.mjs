@@ -119,6 +119,13 @@ export async function startGateway({ mode, config = {}, env = {}, redis = null, 
 
   const common = { ...baseEnv(), ...TEST_SECRETS, ...env };
   const procs = {};
+  // How each process was started (gw.respawn starts it again the same way).
+  const specs = {};
+  const spawnNamed = (name, bin, args, opts, ready) => {
+    specs[name] = { bin, args, opts, ready };
+    procs[name] = spawnProcess(name, bin, args, opts);
+    return procs[name];
+  };
   const gw = {
     mode, port, dataDir, configPath, config: cfg, procs,
     url: `http://127.0.0.1:${port}`,
@@ -148,6 +155,23 @@ export async function startGateway({ mode, config = {}, env = {}, redis = null, 
       await Promise.all(fronts.map((p) => p.stop({ sig: 'SIGTERM', timeoutMs: 10000 })));
       await Promise.all(Object.values(procs).map((p) => p.stop({ sig: 'SIGTERM', timeoutMs: 5000 })));
     },
+    // Kills one process (SIGKILL unless told) and waits for it to be gone.
+    async kill(name, { sig = 'SIGKILL', timeoutMs = 5000 } = {}) {
+      if (!procs[name]) throw new Error(`no process ${name}`);
+      return procs[name].stop({ sig, timeoutMs });
+    },
+    // Starts a process that has exited again, exactly as it was started (same address,
+    // DATA_DIR, config; its log files are appended to), and waits until it is ready (a
+    // service accepts connections, an edge answers /readyz).
+    async respawn(name, { readyTimeoutMs: timeoutMs = readyTimeoutMs } = {}) {
+      const spec = specs[name];
+      if (!spec) throw new Error(`no process ${name}`);
+      if (procs[name]?.running) throw new Error(`${name} is still running`);
+      const p = spawnProcess(name, spec.bin, spec.args, spec.opts);
+      procs[name] = p;
+      await waitFor(`${name} to be ready again`, spec.ready, { timeoutMs, intervalMs: 50, check: () => p.assertRunning() });
+      return p;
+    },
     // The usage rows recorded for a request id, from wherever this mode stores them.
     async usageRows(requestId) {
       const sql = `select * from usage_records where request_id = ${sqlString(requestId)}`;
@@ -163,8 +187,8 @@ export async function startGateway({ mode, config = {}, env = {}, redis = null, 
       const e = { ...common, PORT: String(port), DATA_DIR: dataDir };
       if (redis) e.REDIS_URL = redis.url;
       if (postgres) e.DATABASE_URL = postgres.url;
-      procs.omniroute = spawnProcess('omniroute', findBinary('omniroute'), ['--config', configPath],
-        { env: e, cwd: dataDir, logDir: dataDir });
+      spawnNamed('omniroute', findBinary('omniroute'), ['--config', configPath],
+        { env: e, cwd: dataDir, logDir: dataDir }, () => readyz(port));
     } else {
       const addrs = {};
       for (const s of SERVICES) addrs[s] = `127.0.0.1:${await freePort()}`;
@@ -188,9 +212,9 @@ export async function startGateway({ mode, config = {}, env = {}, redis = null, 
       const startSvc = async (s, name = s, addr = addrs[s]) => {
         const dir = path.join(dataDir, name);
         fs.mkdirSync(dir, { recursive: true });
-        procs[name] = spawnProcess(name, findBinary(s), ['--config', configPath, '--listen', addr],
-          { env: { ...svcEnv, ...stores[s], DATA_DIR: dir }, cwd: dir, logDir: dataDir });
         const svcPort = Number(addr.split(':')[1]);
+        spawnNamed(name, findBinary(s), ['--config', configPath, '--listen', addr],
+          { env: { ...svcEnv, ...stores[s], DATA_DIR: dir }, cwd: dir, logDir: dataDir }, () => tcpConnectable(svcPort));
         await waitFor(`${name} to accept connections on ${addr}`, () => tcpConnectable(svcPort),
           { timeoutMs: readyTimeoutMs, check: checkAll });
       };
@@ -201,9 +225,9 @@ export async function startGateway({ mode, config = {}, env = {}, redis = null, 
         const name = i === 0 ? 'edge' : `edge-${i + 1}`;
         const edgeDir = path.join(dataDir, name);
         fs.mkdirSync(edgeDir, { recursive: true });
-        procs[name] = spawnProcess(name, findBinary('edge'), ['--config', configPath],
+        spawnNamed(name, findBinary('edge'), ['--config', configPath],
           { env: { ...svcEnv, OMNIROUTE_ROUTER_ADDR: routerAddrs[i % routerAddrs.length], PORT: String(p),
-            DATA_DIR: edgeDir }, cwd: edgeDir, logDir: dataDir });
+            DATA_DIR: edgeDir }, cwd: edgeDir, logDir: dataDir }, () => readyz(p));
       });
     }
     for (const p of edgePorts) {

@@ -51,19 +51,25 @@ export async function startPostgres({ database = 'omniroute' } = {}) {
   if (init.status !== 0) {
     throw new Error(`initdb failed (status ${init.status}, ${init.error?.message || ''}):\n${init.stdout}\n${init.stderr}`);
   }
-  const proc = spawnProcess('postgres', path.join(PG_BIN, 'postgres'), [
-    '-D', dataDir, '-p', String(port), '-k', sockDir,
-    '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off',
-    '-c', 'full_page_writes=off', '-c', 'max_connections=200', '-c', 'shared_buffers=32MB',
-  ], { ...ids, env, logDir: dir, killSignal: 'SIGQUIT' });
-  await waitFor(`postgres on port ${port}`, async () => {
-    await psql(port, ['-c', 'select 1'], { timeoutMs: 3000 });
-    return true;
-  }, { timeoutMs: 30000, intervalMs: 100, check: () => proc.assertRunning() });
+  let starts = 0;
+  const launch = async () => {
+    starts += 1;
+    const p = spawnProcess(starts === 1 ? 'postgres' : `postgres-${starts}`, path.join(PG_BIN, 'postgres'), [
+      '-D', dataDir, '-p', String(port), '-k', sockDir,
+      '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off',
+      '-c', 'full_page_writes=off', '-c', 'max_connections=200', '-c', 'shared_buffers=32MB',
+    ], { ...ids, env, logDir: dir, killSignal: 'SIGQUIT' });
+    await waitFor(`postgres on port ${port}`, async () => {
+      await psql(port, ['-c', 'select 1'], { timeoutMs: 3000 });
+      return true;
+    }, { timeoutMs: 30000, intervalMs: 100, check: () => p.assertRunning() });
+    return p;
+  };
+  const proc = await launch();
   await psql(port, ['-c', `create database ${database}`]);
 
   const url = `postgresql://postgres@127.0.0.1:${port}/${database}`;
-  return {
+  const handle = {
     port,
     url,
     dataDir,
@@ -77,8 +83,26 @@ export async function startPostgres({ database = 'omniroute' } = {}) {
     },
     // Fast shutdown (SIGINT), then immediate (SIGQUIT), then SIGKILL.
     stop: async () => {
-      const e = await proc.stop({ sig: 'SIGINT', timeoutMs: 10000 });
+      const e = await handle.proc.stop({ sig: 'SIGINT', timeoutMs: 10000 });
       return e;
     },
+    // Crashes the cluster: SIGKILL to the postmaster and every backend (its process group).
+    // `sig: 'SIGQUIT'` is `pg_ctl stop -m immediate` instead.
+    kill: async ({ sig = 'SIGKILL' } = {}) => {
+      handle.proc.signal(sig, sig === 'SIGKILL');
+      return handle.proc.stop({ sig, timeoutMs: 10000 });
+    },
+    // Starts the cluster again (same data dir and port) after kill() or stop(); crash
+    // recovery runs as needed.
+    start: async () => {
+      if (handle.proc.running) throw new Error('postgres is still running');
+      handle.proc = await launch();
+      return handle;
+    },
+    async restart(opts) {
+      await handle.kill(opts);
+      return handle.start();
+    },
   };
+  return handle;
 }
