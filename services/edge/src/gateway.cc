@@ -5,6 +5,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "common/strings.h"
 
 namespace omniroute::edge {
@@ -219,15 +220,44 @@ std::string NormalizePath(std::string_view target) {
   return out;
 }
 
-std::string NewRequestId() {
+namespace {
+
+std::string RandomHexDigits(size_t n) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   static constexpr char kDigits[] = "0123456789abcdef";
-  std::string id = "req_";
-  id.resize(4 + 24);
-  uint64_t a = rng(), b = rng();
-  for (int i = 0; i < 16; ++i) id[4 + i] = kDigits[(a >> (i * 4)) & 15];
-  for (int i = 0; i < 8; ++i) id[20 + i] = kDigits[(b >> (i * 4)) & 15];
-  return id;
+  std::string out(n, '0');
+  uint64_t bits = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (i % 16 == 0) bits = rng();
+    out[i] = kDigits[bits & 15];
+    bits >>= 4;
+  }
+  return out;
 }
+
+bool IsLowerHex(std::string_view s) {
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string ChildTraceparent(std::string_view incoming) {
+  // version "-" trace-id (32) "-" parent-id (16) "-" flags (2)
+  if (incoming.size() >= 55 && incoming[2] == '-' && incoming[35] == '-' &&
+      incoming[52] == '-' && IsLowerHex(incoming.substr(0, 2)) &&
+      IsLowerHex(incoming.substr(3, 32)) && IsLowerHex(incoming.substr(53, 2)) &&
+      incoming.substr(0, 2) != "ff" && incoming.substr(3, 32) != std::string(32, '0')) {
+    return absl::StrCat("00-", AV(incoming.substr(3, 32)), "-", RandomHexDigits(16), "-",
+                        AV(incoming.substr(53, 2)));
+  }
+  std::string trace = RandomHexDigits(32);
+  if (trace == std::string(32, '0')) trace[31] = '1';
+  return absl::StrCat("00-", trace, "-", RandomHexDigits(16), "-01");
+}
+
+std::string NewRequestId() { return "req_" + RandomHexDigits(24); }
 
 }  // namespace omniroute::edge

@@ -64,6 +64,10 @@ std::string NormalizePath(std::string_view target);
 // The value of query parameter `name` in `target` (undecoded), or empty.
 std::string_view QueryParam(std::string_view target, std::string_view name);
 
+// The W3C `traceparent` to send upstream: the client's trace with a new span id, or a new
+// sampled trace when the client sent none (or an invalid one).
+std::string ChildTraceparent(std::string_view incoming);
+
 // A new request id: "req_" + 24 hex characters, unique enough across replicas.
 std::string NewRequestId();
 

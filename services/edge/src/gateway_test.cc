@@ -92,6 +92,23 @@ TEST(GatewayTest, NormalizePath) {
   EXPECT_EQ(NormalizePath("/healthz"), "/healthz");
 }
 
+TEST(GatewayTest, TraceparentKeepsTheTraceWithANewSpan) {
+  const std::string in = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  const std::string out = ChildTraceparent(in);
+  ASSERT_EQ(out.size(), 55u);
+  EXPECT_EQ(out.substr(0, 36), in.substr(0, 36));
+  EXPECT_NE(out.substr(36, 16), in.substr(36, 16));
+  EXPECT_EQ(out.substr(52), "-01");
+  for (std::string_view bad : {"", "garbage", "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                               "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"}) {
+    const std::string fresh = ChildTraceparent(bad);
+    ASSERT_EQ(fresh.size(), 55u) << bad;
+    EXPECT_EQ(fresh.substr(0, 3), "00-");
+    EXPECT_NE(fresh.substr(3, 32), std::string(32, '0'));
+    EXPECT_EQ(fresh.substr(52), "-01");
+  }
+}
+
 TEST(GatewayTest, RequestIdsAreUnique) {
   std::set<std::string> ids;
   for (int i = 0; i < 10000; ++i) ids.insert(NewRequestId());

@@ -149,6 +149,7 @@ struct Exchange {
   Clock::time_point start = Clock::now();
   std::string path;  // normalised, without the query (which may carry a key)
   std::string reservation_id;  // budget hold to settle when the request ends
+  std::string traceparent;     // W3C trace context sent upstream (the client's trace)
   bool attempted = false;      // an upstream was called
 };
 
@@ -457,6 +458,7 @@ net::awaitable<bool> EdgeServer::Impl::Handle(beast::tcp_stream& stream, Worker&
   Exchange x{stream, worker, req};
   x.log.request_id = NewRequestId();
   x.path = NormalizePath(req.target());
+  x.traceparent = ChildTraceparent(Header(req, "traceparent"));
   bool alive = true;
   try {
     alive = co_await Route(x, x.path);
@@ -1004,6 +1006,7 @@ net::awaitable<AttemptResult> EdgeServer::Impl::Attempt(Exchange& x, ChatRequest
   up.set(http::field::accept_encoding, "identity");
   up.set(http::field::user_agent, "omniroute/1.0");
   up.set("x-request-id", log.request_id);
+  up.set("traceparent", x.traceparent);
   for (const auto& h : cred->headers()) up.set(h.name(), h.value());
   up.body() = std::move(upstream_body);
 
@@ -1274,6 +1277,7 @@ void EdgeServer::Impl::Finish(Exchange& x) {
                         {"model", log.requested_model},
                         {"provider", log.provider},
                         {"connection", log.connection_id},
+                        {"trace_id", std::string_view(x.traceparent).substr(3, 32)},
                         {"ms", ms}});
   }
 }
