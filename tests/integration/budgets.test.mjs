@@ -197,7 +197,11 @@ for (const mode of MODES) {
     before(async () => {
       try {
         mock = await startMock();
-        if (mode === 'distributed') [redis, pg] = await Promise.all([startRedis(), startPostgres()]);
+        if (mode === 'distributed') {
+          // Commits must survive the crash test's SIGKILL (the default synchronous_commit=off
+          // loses the last few hundred ms of acknowledged commits).
+          [redis, pg] = await Promise.all([startRedis(), startPostgres({ settings: { synchronous_commit: 'on' } })]);
+        }
         gw = await startGateway({ mode, redis, postgres: pg, config: gatewayConfig(mock.url) });
       } catch (e) {
         markFailed();

@@ -30,7 +30,13 @@ function psql(port, args, { db = 'postgres', timeoutMs = 15000 } = {}) {
   });
 }
 
-export async function startPostgres({ database = 'omniroute' } = {}) {
+// Options: database; settings: server settings over the defaults below, e.g.
+// {synchronous_commit: 'on'} for a test that crashes the server and counts on every
+// acknowledged commit surviving (with the default 'off', commits of the last few hundred ms
+// before a crash are lost, as PostgreSQL documents).
+export async function startPostgres({ database = 'omniroute', settings = {} } = {}) {
+  const conf = { listen_addresses: '127.0.0.1', fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off',
+    max_connections: '200', shared_buffers: '32MB', ...settings };
   const port = await freePort();
   const dir = tempDir('pg');
   const dataDir = path.join(dir, 'data');
@@ -56,8 +62,7 @@ export async function startPostgres({ database = 'omniroute' } = {}) {
     starts += 1;
     const p = spawnProcess(starts === 1 ? 'postgres' : `postgres-${starts}`, path.join(PG_BIN, 'postgres'), [
       '-D', dataDir, '-p', String(port), '-k', sockDir,
-      '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off',
-      '-c', 'full_page_writes=off', '-c', 'max_connections=200', '-c', 'shared_buffers=32MB',
+      ...Object.entries(conf).flatMap(([k, v]) => ['-c', `${k}=${v}`]),
     ], { ...ids, env, logDir: dir, killSignal: 'SIGQUIT' });
     await waitFor(`postgres on port ${port}`, async () => {
       await psql(port, ['-c', 'select 1'], { timeoutMs: 3000 });
@@ -86,8 +91,9 @@ export async function startPostgres({ database = 'omniroute' } = {}) {
       const e = await handle.proc.stop({ sig: 'SIGINT', timeoutMs: 10000 });
       return e;
     },
-    // Crashes the cluster: SIGKILL to the postmaster and every backend (its process group).
-    // `sig: 'SIGQUIT'` is `pg_ctl stop -m immediate` instead.
+    // Crashes the cluster: SIGKILL to the postmaster (its backends, which PostgreSQL puts in
+    // their own process groups, notice and exit). `sig: 'SIGQUIT'` is `pg_ctl stop -m
+    // immediate` instead.
     kill: async ({ sig = 'SIGKILL' } = {}) => {
       handle.proc.signal(sig, sig === 'SIGKILL');
       return handle.proc.stop({ sig, timeoutMs: 10000 });
