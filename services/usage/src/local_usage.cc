@@ -638,13 +638,14 @@ class LocalUsage final : public Usage {
       // Replay the spool while the store takes it.
       if (spool_ != nullptr && spool_->depth() > 0 &&
           std::chrono::steady_clock::now() >= next_retry) {
+        const uint64_t spooled = spool_->depth();
         lock.unlock();
         const bool ok = ReplaySpool();
         lock.lock();
         if (ok) {
           if (store_down_) {
-            LogInfo("usage store reachable again; replaying the spool",
-                    {{"records", std::to_string(spool_->depth())}});
+            LogInfo("usage store reachable again; spool replayed",
+                    {{"records", std::to_string(spooled)}});
           }
           store_down_ = false;
           backoff = std::chrono::milliseconds(100);
