@@ -831,7 +831,7 @@ for (const mode of MODES) {
         }
       }
       assert.deepEqual(missing, [], 'the provider said why; the client should hear it');
-    }, { timeout: 60000, todo: 'edge: a translated upstream error says only "Upstream <node> answered HTTP <status>"' });
+    }, { timeout: 60000 });
 
     // ---- the smaller endpoints --------------------------------------------------------------
 

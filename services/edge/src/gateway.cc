@@ -98,6 +98,24 @@ const json::object* Obj(const json::object& o, std::string_view key) {
 
 }  // namespace
 
+std::string UpstreamErrorMessage(std::string_view body) {
+  json::error_code ec;
+  json::value v = json::parse(body, ec);
+  if (ec) return {};
+  const json::object* root = v.if_object();
+  if (!root) {
+    // Gemini may answer a one-element array.
+    if (const json::array* a = v.if_array(); a && !a->empty()) root = (*a)[0].if_object();
+  }
+  if (!root) return {};
+  const json::object* err = Obj(*root, "error");
+  const json::object* holder = err ? err : root;
+  if (const json::value* m = holder->if_contains("message"); m && m->is_string()) {
+    return std::string(std::string_view(m->get_string()).substr(0, 1000));
+  }
+  return {};
+}
+
 int64_t MaxOutputTokens(const ChatRequestInfo& info) {
   const json::object* root = info.body.if_object();
   if (!root) return 0;

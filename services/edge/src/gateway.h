@@ -64,6 +64,10 @@ std::string NormalizePath(std::string_view target);
 // The value of query parameter `name` in `target` (undecoded), or empty.
 std::string_view QueryParam(std::string_view target, std::string_view name);
 
+// The message of a provider's error body in any of the four formats (error.message, or a
+// top-level message); empty when there is none.
+std::string UpstreamErrorMessage(std::string_view body);
+
 // The W3C `traceparent` to send upstream: the client's trace with a new span id, or a new
 // sampled trace when the client sent none (or an invalid one).
 std::string ChildTraceparent(std::string_view incoming);

@@ -74,6 +74,16 @@ TEST(GatewayTest, MaxOutputTokensInEveryFormat) {
   EXPECT_EQ(MaxOutputTokens(*ParseChatRequest(R"({"model":"m"})")), 0);
 }
 
+TEST(GatewayTest, UpstreamErrorMessageInEveryShape) {
+  EXPECT_EQ(UpstreamErrorMessage(R"({"error":{"message":"bad key","type":"x"}})"), "bad key");
+  EXPECT_EQ(UpstreamErrorMessage(
+                R"({"type":"error","error":{"type":"invalid_request_error","message":"max_tokens"}})"),
+            "max_tokens");
+  EXPECT_EQ(UpstreamErrorMessage(R"([{"error":{"code":400,"message":"g","status":"X"}}])"), "g");
+  EXPECT_EQ(UpstreamErrorMessage("<html>"), "");
+  EXPECT_EQ(UpstreamErrorMessage(R"({"error":"string"})"), "");
+}
+
 TEST(GatewayTest, PresentedKey) {
   EXPECT_EQ(PresentedKey("Bearer sk-1", "", "", ""), "sk-1");
   EXPECT_EQ(PresentedKey("bearer  sk-1 ", "", "", ""), "sk-1");

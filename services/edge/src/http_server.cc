@@ -573,13 +573,21 @@ net::awaitable<bool> EdgeServer::Impl::Route(Exchange& x, const std::string& pat
   } else if (ParseGeminiPath(path, &gemini_model, &gemini_method)) {
     log.route = "gemini";
     x.format = common::v1::FORMAT_GEMINI;
-    if (gemini_method != "generateContent" && gemini_method != "streamGenerateContent") {
+    if (gemini_method == "countTokens") {
+      count_tokens = true;
+    } else if (gemini_method != "generateContent" && gemini_method != "streamGenerateContent") {
       co_return co_await ReplyError(x.stream, req, log, x.format, 404,
                                     absl::StrCat("Method '", gemini_method, "' is not supported"),
                                     "not_found");
     }
   } else {
     log.route = "other";
+    // Answer in the shape the caller's SDK reads.
+    if (absl::StartsWith(path, "/v1beta")) {
+      x.format = common::v1::FORMAT_GEMINI;
+    } else if (!Header(req, "anthropic-version").empty()) {
+      x.format = common::v1::FORMAT_ANTHROPIC;
+    }
     const std::string message =
         absl::StrCat("Unknown route: ", AV(req.method_string()), " ", path);
     co_return co_await ReplyError(x.stream, req, log, x.format, 404, message, "unknown_url");
@@ -607,8 +615,10 @@ net::awaitable<bool> EdgeServer::Impl::Route(Exchange& x, const std::string& pat
   if (count_tokens) {
     // An estimate (about four bytes a token), as no provider call is made.
     const size_t tokens = (req.body().size() + 3) / 4;
-    co_return co_await Reply(x.stream, req, log, 200,
-                             absl::StrCat("{\"input_tokens\":", tokens, "}"));
+    std::string body = x.format == common::v1::FORMAT_GEMINI
+                           ? absl::StrCat("{\"totalTokens\":", tokens, "}")
+                           : absl::StrCat("{\"input_tokens\":", tokens, "}");
+    co_return co_await Reply(x.stream, req, log, 200, std::move(body));
   }
   co_return co_await Proxy(x, *parsed);
 }
@@ -1052,10 +1062,14 @@ net::awaitable<AttemptResult> EdgeServer::Impl::Attempt(Exchange& x, ChatRequest
     if (same_format && read.ok() && !ubody.empty() && ubody.front() == '{') {
       body = std::move(ubody);
     } else {
-      body = MakeHttpError(x.format, ustatus,
-                           absl::StrCat("Upstream ", cand.provider(), " answered HTTP ", ustatus),
-                           ErrorCodeFor(ustatus))
-                 .body;
+      // The provider's own message, in the client's shape.
+      std::string message = absl::StrCat("Upstream ", cand.provider(), " answered HTTP ", ustatus);
+      if (read.ok()) {
+        if (std::string detail = UpstreamErrorMessage(ubody); !detail.empty()) {
+          absl::StrAppend(&message, ": ", detail);
+        }
+      }
+      body = MakeHttpError(x.format, ustatus, message, ErrorCodeFor(ustatus)).body;
     }
     result.kind = AttemptResult::kAnswered;
     if (retry_after.empty()) {
