@@ -251,21 +251,3 @@ std::string UpstreamPath(Format format, std::string_view model, bool stream) {
 }
 
 }  // namespace omniroute
-
-namespace omniroute {
-
-bool ContainsIgnoreCase(std::string_view haystack, std::string_view needle) {
-  if (needle.empty()) return true;
-  for (size_t i = 0; i + needle.size() <= haystack.size(); ++i) {
-    size_t j = 0;
-    while (j < needle.size() &&
-           absl::ascii_tolower(static_cast<unsigned char>(haystack[i + j])) ==
-               absl::ascii_tolower(static_cast<unsigned char>(needle[j]))) {
-      ++j;
-    }
-    if (j == needle.size()) return true;
-  }
-  return false;
-}
-
-}  // namespace omniroute

@@ -13,4 +13,8 @@ inline absl::string_view AV(std::string_view s) { return {s.data(), s.size()}; }
 // Whether `haystack` contains `needle`, ignoring ASCII case.
 bool ContainsIgnoreCase(std::string_view haystack, std::string_view needle);
 
+// Whether `text` matches `pattern`, where '*' is any run of characters and '?' any one
+// character, ignoring ASCII case (model aliases, pricing patterns).
+bool GlobMatch(std::string_view pattern, std::string_view text);
+
 }  // namespace omniroute

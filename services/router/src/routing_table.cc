@@ -185,31 +185,6 @@ absl::StatusOr<RuntimeRouting> ParseRuntime(std::string_view text) {
   return out;
 }
 
-bool GlobMatch(std::string_view pattern, std::string_view text) {
-  // Iterative matching with one backtrack point for the last '*'.
-  size_t p = 0;
-  size_t t = 0;
-  size_t star = std::string_view::npos;
-  size_t mark = 0;
-  auto lower = [](char c) { return absl::ascii_tolower(static_cast<unsigned char>(c)); };
-  while (t < text.size()) {
-    if (p < pattern.size() && (pattern[p] == '?' || lower(pattern[p]) == lower(text[t]))) {
-      ++p;
-      ++t;
-    } else if (p < pattern.size() && pattern[p] == '*') {
-      star = p++;
-      mark = t;
-    } else if (star != std::string_view::npos) {
-      p = star + 1;
-      t = ++mark;
-    } else {
-      return false;
-    }
-  }
-  while (p < pattern.size() && pattern[p] == '*') ++p;
-  return p == pattern.size();
-}
-
 absl::StatusOr<std::shared_ptr<const RoutingTable>> RoutingTable::Build(
     ConfigPtr file, std::shared_ptr<const ProviderRegistry> registry,
     const RuntimeRouting& runtime) {

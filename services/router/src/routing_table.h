@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/config.h"
+#include "common/strings.h"
 #include "state_store.h"
 
 namespace omniroute::router {
@@ -40,8 +41,6 @@ boost::json::object ToJson(const ResilienceConfig& resilience);
 // Deep merge of JSON objects: keys of `patch` replace those of `base`, objects merge.
 void MergeJson(boost::json::object& base, const boost::json::object& patch);
 
-// Whether `text` matches `pattern` (`*` any run, `?` one character), ignoring ASCII case.
-bool GlobMatch(std::string_view pattern, std::string_view text);
 
 // The effective routing configuration: the file's, with the runtime changes applied.
 // Immutable; the router swaps in a new one on every change.

@@ -63,33 +63,6 @@ double EstimateCost(const Price& price, int64_t input_tokens, int64_t output_tok
          1e6;
 }
 
-bool WildcardMatch(std::string_view pattern, std::string_view text) {
-  size_t p = 0;
-  size_t t = 0;
-  size_t star = std::string_view::npos;
-  size_t mark = 0;
-  while (t < text.size()) {
-    if (p < pattern.size() &&
-        (pattern[p] == '?' || absl::ascii_tolower(static_cast<unsigned char>(pattern[p])) ==
-                                  absl::ascii_tolower(static_cast<unsigned char>(text[t])))) {
-      ++p;
-      ++t;
-    } else if (p < pattern.size() && pattern[p] == '*') {
-      star = p++;
-      mark = t;
-    } else if (star != std::string_view::npos) {
-      p = star + 1;
-      t = ++mark;
-    } else {
-      return false;
-    }
-  }
-  while (p < pattern.size() && pattern[p] == '*') {
-    ++p;
-  }
-  return p == pattern.size();
-}
-
 v1::PricingEntry ToEntry(const PricingSpec& spec, std::string_view source) {
   v1::PricingEntry e;
   e.set_provider(spec.provider.empty() ? "*" : spec.provider);
@@ -277,7 +250,7 @@ std::optional<Price> PricingTable::Find(std::string_view provider, std::string_v
     } else {
       continue;
     }
-    if (!WildcardMatch(e.model(), model) && (bare == model || !WildcardMatch(e.model(), bare))) {
+    if (!GlobMatch(e.model(), model) && (bare == model || !GlobMatch(e.model(), bare))) {
       continue;
     }
     const auto [exact, literal, wild] = Specificity(e.model());

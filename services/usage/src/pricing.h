@@ -1,5 +1,7 @@
 #pragma once
 
+#include "common/strings.h"
+
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -39,8 +41,6 @@ double ComputeCost(const Price& price, const v1::UsageRecord& record);
 // Cost in USD of `input_tokens` uncached input and `output_tokens` output.
 double EstimateCost(const Price& price, int64_t input_tokens, int64_t output_tokens);
 
-// Whether `text` matches `pattern` (`*` any run, `?` one character), ignoring ASCII case.
-bool WildcardMatch(std::string_view pattern, std::string_view text);
 
 v1::PricingEntry ToEntry(const PricingSpec& spec, std::string_view source);
 

@@ -73,14 +73,14 @@ TEST(CostTest, Estimate) {
 }
 
 TEST(WildcardTest, Matches) {
-  EXPECT_TRUE(WildcardMatch("gpt-4o*", "gpt-4o-mini"));
-  EXPECT_TRUE(WildcardMatch("GPT-4O", "gpt-4o"));
-  EXPECT_TRUE(WildcardMatch("claude-?-haiku", "claude-3-haiku"));
-  EXPECT_TRUE(WildcardMatch("*", ""));
-  EXPECT_TRUE(WildcardMatch("gemini-3*-pro*", "gemini-3.1-pro-preview"));
-  EXPECT_FALSE(WildcardMatch("gpt-4o", "gpt-4o-mini"));
-  EXPECT_FALSE(WildcardMatch("claude-?-haiku", "claude-35-haiku"));
-  EXPECT_FALSE(WildcardMatch("a*b", "acd"));
+  EXPECT_TRUE(GlobMatch("gpt-4o*", "gpt-4o-mini"));
+  EXPECT_TRUE(GlobMatch("GPT-4O", "gpt-4o"));
+  EXPECT_TRUE(GlobMatch("claude-?-haiku", "claude-3-haiku"));
+  EXPECT_TRUE(GlobMatch("*", ""));
+  EXPECT_TRUE(GlobMatch("gemini-3*-pro*", "gemini-3.1-pro-preview"));
+  EXPECT_FALSE(GlobMatch("gpt-4o", "gpt-4o-mini"));
+  EXPECT_FALSE(GlobMatch("claude-?-haiku", "claude-35-haiku"));
+  EXPECT_FALSE(GlobMatch("a*b", "acd"));
 }
 
 class PricingTableTest : public ::testing::Test {
