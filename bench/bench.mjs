@@ -165,23 +165,27 @@ const median = (xs) => {
 };
 const round = (x, d = 3) => (x === null || x === undefined ? null : Math.round(x * 10 ** d) / 10 ** d);
 
-function summarize(runs, targets) {
+function summarize(runs, targets, settings = SETTINGS) {
   const rows = [];
-  for (const stream of SETTINGS.stream) {
-    for (const conns of SETTINGS.connections) {
+  for (const stream of settings.stream) {
+    for (const conns of settings.connections) {
       const stubRuns = runs.filter((r) => r.target === 'stub' && r.stream === stream && r.connections === conns);
       for (const t of targets) {
         const all = runs.filter((r) => r.target === t.name && r.stream === stream && r.connections === conns);
         if (!all.length) continue;
         // A run with errors measured something else (fast error answers): not in the medians.
-        const rs = all.filter((r) => r.error_count === 0);
+        // Runs taken on an idle machine are preferred when there are any.
+        const valid = all.filter((r) => r.error_count === 0);
+        const clean = valid.filter((r) => r.idle && !r.disturbed.length);
+        const rs = clean.length ? clean : valid;
         const row = {
-          target: t.name, stream, connections: conns, runs: all.length, valid_runs: rs.length,
+          target: t.name, stream, connections: conns, runs: all.length, used_runs: rs.length,
+          used: clean.length ? 'clean' : 'valid',
           p50_ms: round(median(rs.map((r) => r.p50_ms))),
           p99_ms: round(median(rs.map((r) => r.p99_ms))),
           rps: round(median(rs.map((r) => r.rps)), 0),
           errors: all.reduce((a, r) => a + r.error_count, 0),
-          not_idle: all.filter((r) => !r.idle || r.disturbed.length).length,
+          not_idle: rs.filter((r) => !r.idle || r.disturbed.length).length,
           cpu_ms_per_1k: round(median(rs.map((r) => r.cpu_ms_per_1k)), 1),
         };
         if (!t.stub) {
@@ -202,7 +206,7 @@ function table(rows) {
     'errors'];
   const f = (x, d = 2) => (x === null || x === undefined ? '-' : x.toFixed(d));
   const body = rows.map((r) => [r.target, r.stream ? 'yes' : 'no', String(r.connections), f(r.p50_ms), f(r.p99_ms),
-    f(r.rps, 0), f(r.added_p50_ms), f(r.added_p99_ms), f(r.cpu_ms_per_1k, 0), `${r.valid_runs}/${r.runs}`,
+    f(r.rps, 0), f(r.added_p50_ms), f(r.added_p99_ms), f(r.cpu_ms_per_1k, 0), `${r.used_runs}/${r.runs}`,
     String(r.errors) + (r.not_idle ? ' (not idle!)' : '')]);
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   const line = (cells) => `| ${cells.map((c, i) => (i < 3 ? c.padEnd(w[i]) : c.padStart(w[i]))).join(' | ')} |`;
@@ -448,7 +452,7 @@ async function main() {
   if (report.summary.length) process.stdout.write(`\n${table(report.summary)}\n\n`);
   process.stdout.write(`+p50/+p99: gateway minus stub, same run${SETTINGS.repeat > 1 ? ', median over runs' : ''}; ` +
     `CPU ms/1k: CPU time of the target's processes per 1000 requests (wrk's own CPU not counted); ` +
-    `runs: without errors / all (numbers are medians over the runs without errors)\n`);
+    `runs: used / all (medians over the runs without errors, and of those the ones on an idle machine when there are any)\n`);
   process.stdout.write(`results: ${path.relative(process.cwd(), file)}\n`);
   if (!report.ok) {
     process.stdout.write(`\nFAILED: ${report.problems.length} problem(s); logs kept in ${tempRootDir()}\n`);
@@ -460,7 +464,19 @@ async function main() {
   }
 }
 
-main().catch((e) => {
+// node bench/bench.mjs --summarize FILE: the table of a results file, summarized again.
+function resummarize(file) {
+  const report = JSON.parse(fs.readFileSync(file, 'utf8'));
+  const names = [...new Set(report.runs.map((r) => r.target))];
+  const targets = names.map((name) => ({ name, stub: name === 'stub' }));
+  report.summary = summarize(report.runs, targets, report.settings);
+  process.stdout.write(`${table(report.summary)}\n`);
+  if (process.argv.includes('--write')) fs.writeFileSync(file, `${JSON.stringify(report, null, 1)}\n`);
+}
+
+if (process.argv[2] === '--summarize') {
+  resummarize(process.argv[3]);
+} else main().catch((e) => {
   markFailed();
   process.stderr.write(`bench: ${e.stack || e.message}\n`);
   process.exitCode = 1;

@@ -98,6 +98,96 @@ const json::object* Obj(const json::object& o, std::string_view key) {
 
 }  // namespace
 
+absl::StatusOr<std::string> CompletionsRequestToChat(std::string_view body) {
+  json::error_code ec;
+  json::value v = json::parse(body, ec);
+  if (ec || !v.is_object()) {
+    return absl::InvalidArgumentError("We could not parse the JSON body of your request.");
+  }
+  json::object& in = v.as_object();
+  std::string prompt;
+  if (const json::value* p = in.if_contains("prompt")) {
+    if (p->is_string()) {
+      prompt = std::string(p->get_string());
+    } else if (const json::array* parts = p->if_array()) {
+      for (const json::value& part : *parts) {
+        if (!part.is_string()) {
+          return absl::InvalidArgumentError(
+              "prompt: only strings are supported (token arrays cannot be sent to a chat model)");
+        }
+        prompt += std::string_view(part.get_string());
+      }
+    } else if (!p->is_null()) {
+      return absl::InvalidArgumentError("prompt must be a string or an array of strings");
+    }
+  }
+  json::object out;
+  for (const auto& [key, value] : in) {
+    // Fields chat has no place for.
+    if (key == "prompt" || key == "suffix" || key == "echo" || key == "best_of" ||
+        key == "logprobs") {
+      continue;
+    }
+    out[key] = value;
+  }
+  out["messages"] = json::array{json::object{{"role", "user"}, {"content", prompt}}};
+  return json::serialize(out);
+}
+
+namespace {
+
+// A chat.completion(.chunk) object as a text_completion one.
+json::object ToTextCompletion(const json::object& chat, bool chunk) {
+  json::object out;
+  std::string id = "cmpl-";
+  if (const json::value* v = chat.if_contains("id"); v && v->is_string()) {
+    std::string_view chat_id = v->get_string();
+    if (absl::StartsWith(AV(chat_id), "chatcmpl-")) chat_id.remove_prefix(9);
+    id.append(chat_id);
+  }
+  out["id"] = id;
+  out["object"] = "text_completion";
+  if (const json::value* v = chat.if_contains("created")) out["created"] = *v;
+  if (const json::value* v = chat.if_contains("model")) out["model"] = *v;
+  json::array choices;
+  if (const json::value* v = chat.if_contains("choices"); v && v->is_array()) {
+    for (const json::value& c : v->get_array()) {
+      const json::object* choice = c.if_object();
+      if (!choice) continue;
+      const json::object* msg = Obj(*choice, chunk ? "delta" : "message");
+      std::string text;
+      if (msg) {
+        if (const json::value* t = msg->if_contains("content"); t && t->is_string()) {
+          text = std::string(std::string_view(t->get_string()));
+        }
+      }
+      json::object tc{{"text", text}, {"index", Int(*choice, "index")}, {"logprobs", nullptr}};
+      const json::value* finish = choice->if_contains("finish_reason");
+      tc["finish_reason"] = finish ? *finish : json::value(nullptr);
+      choices.push_back(std::move(tc));
+    }
+  }
+  out["choices"] = std::move(choices);
+  if (const json::value* v = chat.if_contains("usage"); v && !v->is_null()) out["usage"] = *v;
+  return out;
+}
+
+}  // namespace
+
+std::string ChatResponseToCompletions(std::string_view chat_body) {
+  json::error_code ec;
+  json::value v = json::parse(chat_body, ec);
+  if (ec || !v.is_object()) return std::string(chat_body);
+  return json::serialize(ToTextCompletion(v.as_object(), /*chunk=*/false));
+}
+
+std::string ChatChunkToCompletions(std::string_view chunk_data) {
+  json::error_code ec;
+  json::value v = json::parse(chunk_data, ec);
+  if (ec || !v.is_object() || v.as_object().contains("error")) return std::string(chunk_data);
+  return json::serialize(ToTextCompletion(v.as_object(), /*chunk=*/true));
+}
+
 std::string UpstreamErrorMessage(std::string_view body) {
   json::error_code ec;
   json::value v = json::parse(body, ec);

@@ -64,6 +64,13 @@ std::string NormalizePath(std::string_view target);
 // The value of query parameter `name` in `target` (undecoded), or empty.
 std::string_view QueryParam(std::string_view target, std::string_view name);
 
+// Legacy text completions (POST /v1/completions) ride on chat: the request becomes a chat
+// request with the prompt as one user message; answers and stream events come back as
+// `text_completion` objects. INVALID_ARGUMENT for a body chat cannot carry (token arrays).
+absl::StatusOr<std::string> CompletionsRequestToChat(std::string_view body);
+std::string ChatResponseToCompletions(std::string_view chat_body);
+std::string ChatChunkToCompletions(std::string_view chunk_data);
+
 // The message of a provider's error body in any of the four formats (error.message, or a
 // top-level message); empty when there is none.
 std::string UpstreamErrorMessage(std::string_view body);

@@ -84,6 +84,38 @@ TEST(GatewayTest, UpstreamErrorMessageInEveryShape) {
   EXPECT_EQ(UpstreamErrorMessage(R"({"error":"string"})"), "");
 }
 
+TEST(GatewayTest, LegacyCompletionsRideOnChat) {
+  auto req = CompletionsRequestToChat(
+      R"({"model":"m","prompt":["Say ","hi"],"max_tokens":5,"echo":false,"stream":true})");
+  ASSERT_TRUE(req.ok()) << req.status();
+  auto v = boost::json::parse(*req);
+  EXPECT_EQ(v.at("messages").at(0).at("content").as_string(), "Say hi");
+  EXPECT_EQ(v.at("messages").at(0).at("role").as_string(), "user");
+  EXPECT_EQ(v.at("max_tokens").as_int64(), 5);
+  EXPECT_TRUE(v.at("stream").as_bool());
+  EXPECT_FALSE(v.as_object().contains("prompt"));
+  EXPECT_FALSE(v.as_object().contains("echo"));
+  EXPECT_FALSE(CompletionsRequestToChat(R"({"model":"m","prompt":[1,2]})").ok());
+  EXPECT_FALSE(CompletionsRequestToChat("{").ok());
+
+  auto res = boost::json::parse(ChatResponseToCompletions(
+      R"({"id":"chatcmpl-abc","object":"chat.completion","created":7,"model":"m",
+          "choices":[{"index":0,"message":{"role":"assistant","content":"hi!"},
+          "finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}})"));
+  EXPECT_EQ(res.at("id").as_string(), "cmpl-abc");
+  EXPECT_EQ(res.at("object").as_string(), "text_completion");
+  EXPECT_EQ(res.at("choices").at(0).at("text").as_string(), "hi!");
+  EXPECT_EQ(res.at("choices").at(0).at("finish_reason").as_string(), "stop");
+  EXPECT_EQ(res.at("usage").at("prompt_tokens").as_int64(), 3);
+
+  auto chunk = boost::json::parse(ChatChunkToCompletions(
+      R"({"id":"chatcmpl-abc","object":"chat.completion.chunk","created":7,"model":"m",
+          "choices":[{"index":0,"delta":{"content":"h"},"finish_reason":null}]})"));
+  EXPECT_EQ(chunk.at("choices").at(0).at("text").as_string(), "h");
+  EXPECT_TRUE(chunk.at("choices").at(0).at("finish_reason").is_null());
+  EXPECT_EQ(ChatChunkToCompletions(R"({"error":{"message":"x"}})"), R"({"error":{"message":"x"}})");
+}
+
 TEST(GatewayTest, PresentedKey) {
   EXPECT_EQ(PresentedKey("Bearer sk-1", "", "", ""), "sk-1");
   EXPECT_EQ(PresentedKey("bearer  sk-1 ", "", "", ""), "sk-1");

@@ -150,6 +150,7 @@ struct Exchange {
   std::string path;  // normalised, without the query (which may carry a key)
   std::string reservation_id;  // budget hold to settle when the request ends
   std::string traceparent;     // W3C trace context sent upstream (the client's trace)
+  bool legacy_completions = false;  // /v1/completions: chat inside, text_completion outside
   bool attempted = false;      // an upstream was called
 };
 
@@ -553,6 +554,9 @@ net::awaitable<bool> EdgeServer::Impl::Route(Exchange& x, const std::string& pat
   bool count_tokens = false;
   if (path == "/v1/chat/completions") {
     log.route = "chat_completions";
+  } else if (path == "/v1/completions") {
+    log.route = "completions";
+    x.legacy_completions = true;
   } else if (path == "/v1/responses") {
     log.route = "responses";
     x.format = common::v1::FORMAT_OPENAI_RESPONSES;
@@ -604,6 +608,14 @@ net::awaitable<bool> EdgeServer::Impl::Route(Exchange& x, const std::string& pat
   }
   if (models) co_return co_await Models(x, x.format == common::v1::FORMAT_GEMINI);
 
+  if (x.legacy_completions) {
+    auto chat = CompletionsRequestToChat(req.body());
+    if (!chat.ok()) {
+      co_return co_await ReplyError(x.stream, req, log, x.format, 400,
+                                    SV(chat.status().message()), "invalid_request_error");
+    }
+    req.body() = std::move(chat).value();
+  }
   absl::StatusOr<ChatRequestInfo> parsed =
       x.format == common::v1::FORMAT_GEMINI
           ? ParseGeminiRequest(req.body(), gemini_model, gemini_method == "streamGenerateContent")
@@ -1118,6 +1130,7 @@ net::awaitable<AttemptResult> EdgeServer::Impl::Attempt(Exchange& x, ChatRequest
     ubody = std::move(*tout->mutable_body());
   }
   result.kind = AttemptResult::kAnswered;
+  if (x.legacy_completions) ubody = ChatResponseToCompletions(ubody);
   result.alive = co_await Reply(x.stream, x.req, log, ustatus, std::move(ubody), reply_type);
   co_return result;
 }
@@ -1177,6 +1190,8 @@ net::awaitable<AttemptResult> EdgeServer::Impl::RelayStream(
     co_return result;
   }
   SseParser sse_parser;
+  SseParser legacy_parser;  // the client's chat events, rewritten as text completions
+  std::string legacy;
   absl::Status stream_error;
   std::string out;
   while (true) {
@@ -1195,6 +1210,15 @@ net::awaitable<AttemptResult> EdgeServer::Impl::RelayStream(
       }
       out = std::move(t).value();
       chunk = out;
+    }
+    if (x.legacy_completions) {
+      legacy.clear();
+      (void)legacy_parser.Feed(chunk, [&](const SseEvent& ev) {
+        absl::StrAppend(&legacy, "data: ",
+                        ev.data == "[DONE]" ? std::string("[DONE]") : ChatChunkToCompletions(ev.data),
+                        "\n\n");
+      });
+      chunk = legacy;
     }
     if (!chunk.empty()) {
       auto [wec, wn] =
