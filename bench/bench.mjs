@@ -15,7 +15,7 @@
 //   BENCH_RESULTS_DIR   where the JSON goes (default bench/results)
 //   OMNI_BUILD_DIR      the binaries (default build/), as for the integration tests
 
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -244,12 +244,10 @@ function gitInfo() {
 }
 
 function toolVersions() {
+  // Some print their version on stderr (nginx), some exit non-zero after printing it (wrk).
   const v = (cmd, args) => {
-    try {
-      return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n')[0].trim();
-    } catch (e) {
-      return `${e.stdout || ''}${e.stderr || ''}`.split('\n')[0].trim() || null;
-    }
+    const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 5000 });
+    return `${r.stdout || ''}${r.stderr || ''}`.split('\n')[0].trim() || null;
   };
   return { nginx: v('nginx', ['-v']), wrk: v('wrk', ['-v']), node: process.version,
     redis: v('redis-server', ['--version']) };
