@@ -1,6 +1,9 @@
 #include "upstream.h"
 
 #include <openssl/ssl.h>
+#include <sys/socket.h>
+
+#include <cerrno>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -145,10 +148,18 @@ void UpstreamPool::Return(std::unique_ptr<UpstreamConnection> conn) {
 
 std::unique_ptr<UpstreamConnection> UpstreamPool::TakeIdle(const std::string& key) {
   auto it = idle_.find(key);
-  if (it == idle_.end() || it->second.empty()) return nullptr;
-  auto conn = std::move(it->second.back());
-  it->second.pop_back();
-  return conn;
+  if (it == idle_.end()) return nullptr;
+  while (!it->second.empty()) {
+    auto conn = std::move(it->second.back());
+    it->second.pop_back();
+    // A connection the server closed while it sat idle reads as end-of-file (or an error)
+    // without blocking; a live one has nothing to read. One syscall, no data consumed.
+    char byte;
+    const ssize_t n = ::recv(conn->lowest().socket().native_handle(), &byte, 1,
+                             MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return conn;
+  }
+  return nullptr;
 }
 
 net::awaitable<absl::StatusOr<std::unique_ptr<UpstreamConnection>>> UpstreamPool::Connect(
@@ -198,7 +209,8 @@ net::awaitable<absl::StatusOr<std::unique_ptr<UpstreamExchange>>> UpstreamPool::
   request.keep_alive(true);
   request.prepare_payload();
   for (int attempt = 0; attempt < 2; ++attempt) {
-    std::unique_ptr<UpstreamConnection> conn = TakeIdle(ep.key);
+    // The retry after a reused connection failed always takes a fresh one.
+    std::unique_ptr<UpstreamConnection> conn = attempt == 0 ? TakeIdle(ep.key) : nullptr;
     const bool reused = conn != nullptr;
     if (!conn) {
       auto fresh = co_await Connect(ep);
