@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "common/format.h"
 #include "common/strings.h"
 #include "local_router.h"
 
@@ -43,24 +44,10 @@ v1::AdminResponse ErrorResponse(int status, std::string_view message) {
 }
 
 v1::AdminResponse StatusResponse(const absl::Status& s) {
-  int status = 500;
-  switch (s.code()) {
-    case absl::StatusCode::kInvalidArgument:
-      status = 400;
-      break;
-    case absl::StatusCode::kNotFound:
-      status = 404;
-      break;
-    case absl::StatusCode::kAlreadyExists:
-      status = 409;
-      break;
-    case absl::StatusCode::kPermissionDenied:
-    case absl::StatusCode::kFailedPrecondition:
-      status = 403;
-      break;
-    default:
-      break;
-  }
+  // An object the admin API may not change (managed by the config file) is forbidden here.
+  const int status = s.code() == absl::StatusCode::kFailedPrecondition
+                         ? 403
+                         : HttpStatusFromStatus(s);
   return ErrorResponse(status, SV(s.message()));
 }
 

@@ -51,32 +51,10 @@ AdminResponse Error(int status, std::string_view message) {
 }
 
 AdminResponse FromStatus(const absl::Status& s) {
-  int status = 500;
-  switch (s.code()) {
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kOutOfRange:
-      status = 400;
-      break;
-    case absl::StatusCode::kNotFound:
-      status = 404;
-      break;
-    case absl::StatusCode::kAlreadyExists:
-      status = 409;
-      break;
-    case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kPermissionDenied:
-      status = 403;
-      break;
-    case absl::StatusCode::kUnimplemented:
-      status = 501;
-      break;
-    case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kDeadlineExceeded:
-      status = 503;
-      break;
-    default:
-      break;
-  }
+  // An object the admin API may not change (managed by the config file) is forbidden here.
+  const int status = s.code() == absl::StatusCode::kFailedPrecondition
+                         ? 403
+                         : HttpStatusFromStatus(s);
   return Error(status, SV(s.message()));
 }
 
