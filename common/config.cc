@@ -596,6 +596,11 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text) {
     ProviderOverride o;
     RETURN_IF_ERROR(n.String("id", &o.id, true));
     RETURN_IF_ERROR(ReadProviderOverrideKeys(n, &o));
+    RETURN_IF_ERROR(n.String("base_url", &o.base_url));
+    if (!o.base_url.empty()) {
+      RETURN_IF_ERROR(ValidBaseUrl(n.path(), o.base_url));
+      o.base_url = TrimSlash(o.base_url);
+    }
     for (const auto& other : c.provider_overrides) {
       if (other.id == o.id) {
         return absl::InvalidArgumentError(absl::StrCat(n.Child("id"), ": duplicate '", o.id, "'"));
@@ -907,6 +912,22 @@ const ProviderSpec* ProviderRegistry::Find(std::string_view id_or_prefix) const 
 
 absl::StatusOr<std::shared_ptr<const ProviderRegistry>> BuildRegistry(const Config& config) {
   ASSIGN_OR_RETURN(std::vector<ProviderSpec> all, ProviderRegistry::BuiltIns());
+  // `providers: [{id, base_url}]`: a built-in's base URL (matched by id, then by prefix).
+  for (const auto& o : config.provider_overrides) {
+    if (o.base_url.empty()) continue;
+    auto it = std::find_if(all.begin(), all.end(), [&](const ProviderSpec& p) { return p.id == o.id; });
+    if (it == all.end()) {
+      it = std::find_if(all.begin(), all.end(), [&](const ProviderSpec& p) {
+        return std::find(p.prefixes.begin(), p.prefixes.end(), o.id) != p.prefixes.end();
+      });
+    }
+    if (it == all.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "providers: '", o.id, "': base_url applies to built-in providers only",
+          " (a node sets its own base_url)"));
+    }
+    it->base_url = o.base_url;
+  }
   for (const auto& node : config.nodes) {
     all.erase(std::remove_if(all.begin(), all.end(),
                              [&](const ProviderSpec& p) { return p.id == node.id; }),

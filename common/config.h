@@ -32,6 +32,10 @@ struct ConnectionSpec {
   std::string api_key;  // resolved (api_key or api_key_env); never logged
   int priority = 1;
   bool enabled = true;
+  // From the accounts service's catalog (file connections keep the defaults).
+  bool oauth = false;
+  std::string status;               // active | expired | needs_login | error | disabled
+  std::vector<std::string> models;  // when not empty, the only models the connection serves
 };
 
 // A value that may differ between API-key and OAuth connections. In YAML a number sets
@@ -107,6 +111,9 @@ struct ProviderOverride {
   int rpm = -1;
   int64_t min_gap_ms = -1;
   int max_concurrent = -1;
+  // `providers:` entries of the config file only: the built-in provider's base URL instead of
+  // the registry's (e.g. a subscription provider pointed at a relay or a mock); "" = keep it.
+  std::string base_url;
 };
 
 struct ComboModelSpec {

@@ -91,6 +91,41 @@ connections: [ { provider: cc, name: a, api_key: x } ]
   EXPECT_FALSE(BuildRegistry(*bad).ok());
 }
 
+TEST(ConfigTest, ProvidersEntryOverridesABuiltInBaseUrl) {
+  auto c = ParseConfig(R"(
+nodes: [ { id: local, format: openai, base_url: "http://127.0.0.1:8000/v1" } ]
+providers:
+  - { id: cc, base_url: "http://127.0.0.1:9999/api.anthropic.com/v1/" }
+  - { id: codex, base_url: "http://127.0.0.1:9999/codex", routing: { strategy: p2c } }
+)");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->provider_overrides.size(), 2u);
+  EXPECT_EQ(c->provider_overrides[0].base_url, "http://127.0.0.1:9999/api.anthropic.com/v1");
+  EXPECT_EQ(c->provider_overrides[1].routing.strategy, "p2c");
+  auto reg = BuildRegistry(*c);
+  ASSERT_TRUE(reg.ok()) << reg.status();
+  // By prefix (cc) and by id (codex); the others keep the registry's.
+  EXPECT_EQ((*reg)->Find("claude-code")->base_url, "http://127.0.0.1:9999/api.anthropic.com/v1");
+  EXPECT_EQ((*reg)->Find("cc")->format, common::v1::FORMAT_ANTHROPIC);
+  EXPECT_EQ((*reg)->Find("cx")->base_url, "http://127.0.0.1:9999/codex");
+  EXPECT_EQ((*reg)->Find("openai")->base_url, "https://api.openai.com/v1");
+  EXPECT_EQ((*reg)->Find("local")->base_url, "http://127.0.0.1:8000/v1");
+
+  // A bad URL names its path; a node or an unknown provider takes no base_url here.
+  auto bad = ParseConfig("providers: [ { id: cc, base_url: 'ftp://x' } ]");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("providers[0].base_url"), std::string::npos) << bad.status();
+  auto node = ParseConfig(R"(
+nodes: [ { id: local, format: openai, base_url: "http://127.0.0.1:8000/v1" } ]
+providers: [ { id: local, base_url: "http://127.0.0.1:1/v1" } ]
+)");
+  ASSERT_TRUE(node.ok()) << node.status();
+  EXPECT_FALSE(BuildRegistry(*node).ok());
+  auto unknown = ParseConfig("providers: [ { id: nope, base_url: 'http://127.0.0.1:1' } ]");
+  ASSERT_TRUE(unknown.ok()) << unknown.status();
+  EXPECT_FALSE(BuildRegistry(*unknown).ok());
+}
+
 TEST(ConfigTest, RoutingSectionsFromTheIssue) {
   auto c = ParseConfig(R"(
 routing: { strategy: fill-first, sticky_limit: 3, session_ttl_s: 1800 }

@@ -52,11 +52,27 @@ int main(int argc, char** argv) {
     return 1;
   }
   edge::EdgeServices services;
+  auto accounts_options = accounts::AccountsOptionsFromConfig(**config);
+  if (accounts_options.ok()) {
+    auto made = accounts::MakeLocalAccounts(*config, *std::move(accounts_options));
+    if (made.ok()) services.accounts = *std::move(made);
+    else accounts_options = made.status();
+  }
+  if (!accounts_options.ok()) {
+    LogError("cannot start accounts", {{"error", SV(accounts_options.status().message())}});
+    return 1;
+  }
+  router::RouterOptions router_options;
+  // With Redis, outcome reports wait on it: record them off the event loops.
+  router_options.async_reports = !(*config)->redis.url.empty();
+  router_options.catalog_source = [accounts = services.accounts](int64_t known, auto done) {
+    accounts->GetCatalog(known, std::move(done));
+  };
   services.router = router::MakeLocalRouter(*config, *registry,
                                             (*config)->redis.url.empty()
                                                 ? router::MakeMemoryStateStore()
-                                                : router::MakeRedisStateStore((*config)->redis.url));
-  services.accounts = accounts::MakeLocalAccounts(*config, *registry);
+                                                : router::MakeRedisStateStore((*config)->redis.url),
+                                            std::move(router_options));
   services.translator = translator::MakeLocalTranslator();
   auto usage_impl =
       usage::MakeLocalUsage(std::move(store).value(), usage::LocalUsageOptionsFromConfig(**config));

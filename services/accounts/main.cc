@@ -13,8 +13,10 @@ int main(int argc, char** argv) {
   return cli::RunService(
       argc, argv, info, [](const cli::ServiceFlags& flags) -> absl::StatusOr<cli::ServiceWiring> {
         ASSIGN_OR_RETURN(ConfigPtr config, LoadConfig(flags.config_path));
-        ASSIGN_OR_RETURN(std::shared_ptr<const ProviderRegistry> registry, BuildRegistry(*config));
-        accounts::AccountsPtr impl = accounts::MakeLocalAccounts(config, registry);
+        ASSIGN_OR_RETURN(accounts::AccountsOptions options,
+                         accounts::AccountsOptionsFromConfig(*config));
+        ASSIGN_OR_RETURN(accounts::AccountsPtr impl,
+                         accounts::MakeLocalAccounts(config, std::move(options)));
         return cli::ServiceWiring{accounts::MakeAccountsGrpcService(std::move(impl)), nullptr};
       });
 }

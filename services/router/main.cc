@@ -2,8 +2,10 @@
 
 #include "common/cli.h"
 #include "common/config.h"
+#include "common/grpc_util.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "grpc_accounts.h"
 #include "grpc_router.h"
 #include "local_router.h"
 #include "redis_state_store.h"
@@ -28,6 +30,18 @@ int main(int argc, char** argv) {
         // Calls run on the gRPC service's own threads, so reports may wait on Redis there.
         router::RouterOptions options;
         options.async_reports = false;
+        if (!config->services.accounts.empty()) {
+          // Nodes, connections, custom models and blocked providers as the admin API sets them.
+          accounts::AccountsPtr accounts_client =
+              accounts::MakeAccountsGrpcClient(MakeServiceChannel(config->services.accounts));
+          options.catalog_source = [accounts_client](int64_t known_version,
+                                                     Callback<accounts::v1::Catalog> done) {
+            accounts_client->GetCatalog(known_version, std::move(done));
+          };
+          LogInfo("catalog from the accounts service", {{"address", config->services.accounts}});
+        } else {
+          LogInfo("no accounts service (services.accounts): nodes and connections of the file");
+        }
         router::RouterPtr impl =
             router::MakeLocalRouter(config, registry, std::move(state), std::move(options));
         return cli::ServiceWiring{router::MakeRouterGrpcService(std::move(impl)), nullptr};

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -17,7 +18,16 @@ class Accounts {
   virtual void ResolveClientKey(const std::string& key, Callback<v1::ClientKey> done) = 0;
 
   // Headers that authenticate upstream requests on a connection; NOT_FOUND when unknown.
-  virtual void GetCredential(const std::string& connection_id, Callback<v1::Credential> done) = 0;
+  // With `refresh`, the token identified by `failed_token_sha256` was refused upstream.
+  virtual void GetCredential(const v1::GetCredentialRequest& request,
+                             Callback<v1::Credential> done) = 0;
+
+  // Nodes, connections, custom models and access settings; only the version (not_modified)
+  // when nothing changed since `known_version`.
+  virtual void GetCatalog(int64_t known_version, Callback<v1::Catalog> done) = 0;
+
+  // The accounts admin API (keys, providers, nodes, models, OAuth, login, security).
+  virtual void Admin(const v1::AdminRequest& request, Callback<v1::AdminResponse> done) = 0;
 };
 
 using AccountsPtr = std::shared_ptr<Accounts>;

@@ -17,6 +17,9 @@ using namespace std::chrono_literals;
 // Credential look-ups may refresh an OAuth token inside the service.
 constexpr auto kResolveTimeout = 5s;
 constexpr auto kCredentialTimeout = 15s;
+constexpr auto kCatalogTimeout = 5s;
+// Admin calls may exchange an OAuth code or test a provider upstream.
+constexpr auto kAdminTimeout = 30s;
 
 class AccountsGrpcService final : public v1::Accounts::CallbackService {
  public:
@@ -34,7 +37,23 @@ class AccountsGrpcService final : public v1::Accounts::CallbackService {
                                           const v1::GetCredentialRequest* request,
                                           v1::Credential* response) override {
     return ServeUnary<v1::Credential>(context, response, [&](Callback<v1::Credential> done) {
-      impl_->GetCredential(request->connection_id(), std::move(done));
+      impl_->GetCredential(*request, std::move(done));
+    });
+  }
+
+  grpc::ServerUnaryReactor* GetCatalog(grpc::CallbackServerContext* context,
+                                       const v1::GetCatalogRequest* request,
+                                       v1::Catalog* response) override {
+    return ServeUnary<v1::Catalog>(context, response, [&](Callback<v1::Catalog> done) {
+      impl_->GetCatalog(request->known_version(), std::move(done));
+    });
+  }
+
+  grpc::ServerUnaryReactor* Admin(grpc::CallbackServerContext* context,
+                                  const v1::AdminRequest* request,
+                                  v1::AdminResponse* response) override {
+    return ServeUnary<v1::AdminResponse>(context, response, [&](Callback<v1::AdminResponse> done) {
+      impl_->Admin(*request, std::move(done));
     });
   }
 
@@ -58,12 +77,25 @@ class AccountsGrpcClient final : public Accounts {
         std::move(request), std::move(done), kResolveTimeout);
   }
 
-  void GetCredential(const std::string& connection_id, Callback<v1::Credential> done) override {
-    v1::GetCredentialRequest request;
-    request.set_connection_id(connection_id);
+  void GetCredential(const v1::GetCredentialRequest& request,
+                     Callback<v1::Credential> done) override {
     CallUnary<v1::Credential>(
-        in_flight_, [this](auto... a) { stub_->async()->GetCredential(a...); }, std::move(request),
+        in_flight_, [this](auto... a) { stub_->async()->GetCredential(a...); }, request,
         std::move(done), kCredentialTimeout);
+  }
+
+  void GetCatalog(int64_t known_version, Callback<v1::Catalog> done) override {
+    v1::GetCatalogRequest request;
+    request.set_known_version(known_version);
+    CallUnary<v1::Catalog>(
+        in_flight_, [this](auto... a) { stub_->async()->GetCatalog(a...); }, std::move(request),
+        std::move(done), kCatalogTimeout);
+  }
+
+  void Admin(const v1::AdminRequest& request, Callback<v1::AdminResponse> done) override {
+    CallUnary<v1::AdminResponse>(
+        in_flight_, [this](auto... a) { stub_->async()->Admin(a...); }, request, std::move(done),
+        kAdminTimeout);
   }
 
  private:

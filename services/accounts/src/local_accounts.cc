@@ -1,80 +1,591 @@
 #include "local_accounts.h"
 
-#include <unordered_map>
+#include <boost/json.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "accounts_json.h"
+#include "common/log.h"
 #include "common/secrets.h"
+#include "common/strings.h"
+#include "local_accounts_impl.h"
 
 namespace omniroute::accounts {
+
+namespace json = boost::json;
+
 namespace {
 
-class LocalAccounts final : public Accounts {
- public:
-  LocalAccounts(ConfigPtr config, std::shared_ptr<const ProviderRegistry> registry)
-      : config_(std::move(config)) {
-    for (const auto& k : config_->api_keys) {
-      v1::ClientKey key;
-      key.set_id(absl::StrCat("cfg:", k.name));
-      key.set_name(k.name);
-      key.set_cache_ttl_s(60);
-      keys_by_hash_[Sha256Hex(k.key)] = std::move(key);
-    }
-    for (const auto& c : config_->connections) {
-      const ProviderSpec* p = registry->Find(c.provider);
-      if (!p) continue;
-      v1::Credential cred;
-      auto add = [&cred](std::string name, std::string value) {
-        auto* h = cred.add_headers();
-        h->set_name(std::move(name));
-        h->set_value(std::move(value));
-      };
-      switch (p->auth) {
-        case common::v1::AUTH_STYLE_BEARER:
-          if (!c.api_key.empty()) add("authorization", absl::StrCat("Bearer ", c.api_key));
-          break;
-        case common::v1::AUTH_STYLE_X_API_KEY:
-          add("x-api-key", c.api_key);
-          break;
-        case common::v1::AUTH_STYLE_GOOG_API_KEY:
-          add("x-goog-api-key", c.api_key);
-          break;
-        default:
-          break;
-      }
-      if (p->format == common::v1::FORMAT_ANTHROPIC) add("anthropic-version", "2023-06-01");
-      credentials_[c.id] = std::move(cred);
-    }
-  }
+int64_t SystemNowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
-  // Interface
-  void ResolveClientKey(const std::string& key, Callback<v1::ClientKey> done) override {
-    auto it = keys_by_hash_.find(Sha256Hex(key));
-    if (it == keys_by_hash_.end()) {
-      done(absl::NotFoundError("Incorrect API key provided"));
-      return;
-    }
-    done(it->second);
-  }
+bool EnvTrue(const char* name) {
+  const char* v = std::getenv(name);
+  if (v == nullptr) return false;
+  const std::string s(v);
+  return s == "1" || s == "true" || s == "TRUE" || s == "yes";
+}
 
-  void GetCredential(const std::string& connection_id, Callback<v1::Credential> done) override {
-    auto it = credentials_.find(connection_id);
-    if (it == credentials_.end()) {
-      done(absl::NotFoundError(absl::StrCat("unknown connection '", connection_id, "'")));
-      return;
-    }
-    done(it->second);
-  }
+void AddHeader(v1::Credential& cred, std::string name, std::string value) {
+  auto* h = cred.add_headers();
+  h->set_name(std::move(name));
+  h->set_value(std::move(value));
+}
 
- private:
-  ConfigPtr config_;
-  std::unordered_map<std::string, v1::ClientKey> keys_by_hash_;
-  std::unordered_map<std::string, v1::Credential> credentials_;
-};
+// The headers of an API key on a provider.
+v1::Credential ApiKeyCredential(const ProviderSpec* p, const std::string& api_key) {
+  v1::Credential cred;
+  const AuthStyle auth = p ? p->auth : common::v1::AUTH_STYLE_BEARER;
+  switch (auth) {
+    case common::v1::AUTH_STYLE_BEARER:
+      if (!api_key.empty()) AddHeader(cred, "authorization", absl::StrCat("Bearer ", api_key));
+      break;
+    case common::v1::AUTH_STYLE_X_API_KEY:
+      AddHeader(cred, "x-api-key", api_key);
+      break;
+    case common::v1::AUTH_STYLE_GOOG_API_KEY:
+      AddHeader(cred, "x-goog-api-key", api_key);
+      break;
+    default:
+      break;
+  }
+  if (p && p->format == common::v1::FORMAT_ANTHROPIC) {
+    AddHeader(cred, "anthropic-version", "2023-06-01");
+  }
+  return cred;
+}
 
 }  // namespace
 
-AccountsPtr MakeLocalAccounts(ConfigPtr config, std::shared_ptr<const ProviderRegistry> registry) {
-  return std::make_shared<LocalAccounts>(std::move(config), std::move(registry));
+// ---- Construction and threads ----
+
+LocalAccounts::LocalAccounts(ConfigPtr config, AccountsOptions options)
+    : config_(std::move(config)), options_(std::move(options)) {
+  if (!options_.clock) options_.clock = SystemNowMs;
+  if (!options_.lock) options_.lock = MakeProcessLock();
+  if (!options_.http) options_.http = MakeHttpFetcher();
+  if (!options_.keyring) {
+    auto ring = crypto::Keyring::FromSecrets(RandomHex(32));
+    if (ring.ok()) options_.keyring = std::move(ring).value();
+  }
+  OAuthClientOptions oauth_options;
+  oauth_options.url_base_override = options_.oauth_url_base;
+  oauth_options.now_ms = options_.clock;
+  oauth_ = std::make_unique<OAuthClient>(options_.http.get(), std::move(oauth_options));
+  machine_id_ = crypto::MachineId(config_->api_key_secret);
+}
+
+LocalAccounts::~LocalAccounts() {
+  {
+    std::lock_guard<std::mutex> lock(jobs_mu_);
+    stopping_ = true;
+  }
+  jobs_cv_.notify_all();
+  sync_cv_.notify_all();
+  for (auto& t : workers_) t.join();
+  if (sync_.joinable()) sync_.join();
+}
+
+absl::Status LocalAccounts::Start() {
+  if (!options_.store) {
+    auto store = MakeSqliteAccountsStore(":memory:");
+    if (!store.ok()) return store.status();
+    options_.store = std::move(store).value();
+  }
+  if (!options_.keyring) return absl::InternalError("no storage encryption key");
+  if (auto s = Reload(/*force=*/true); !s.ok()) return s;
+  // Secrets sealed with an older key are sealed again with the current one.
+  {
+    std::lock_guard<std::mutex> lock(reload_mu_);
+    for (const char* kind : {"connection", "key", "setting", "oauth_flow"}) {
+      auto objects = options_.store->List(kind);
+      if (!objects.ok()) return objects.status();
+      for (StoredObject& o : *objects) {
+        if (o.secret.empty() || options_.keyring->IsCurrent(o.secret)) continue;
+        auto plain = options_.keyring->Decrypt(o.secret, SecretAad(o.kind, o.id));
+        if (!plain.ok()) {
+          LogWarn("cannot decrypt a stored secret; is STORAGE_ENCRYPTION_KEY right?",
+                  {{"kind", o.kind}, {"id", o.id}, {"error", SV(plain.status().message())}});
+          continue;
+        }
+        o.secret = options_.keyring->Encrypt(*plain, SecretAad(o.kind, o.id));
+        if (auto s = options_.store->Put(o); !s.ok()) return s;
+        LogInfo("secret re-encrypted with the current key", {{"kind", o.kind}, {"id", o.id}});
+      }
+    }
+  }
+  for (int i = 0; i < std::max(1, options_.workers); ++i) {
+    workers_.emplace_back([this] { WorkerLoop(); });
+  }
+  if (options_.background) sync_ = std::thread([this] { SyncLoop(); });
+  return absl::OkStatus();
+}
+
+void LocalAccounts::Post(absl::AnyInvocable<void()> job) {
+  {
+    std::lock_guard<std::mutex> lock(jobs_mu_);
+    jobs_.push_back(std::move(job));
+  }
+  jobs_cv_.notify_one();
+}
+
+void LocalAccounts::WorkerLoop() {
+  for (;;) {
+    absl::AnyInvocable<void()> job;
+    {
+      std::unique_lock<std::mutex> lock(jobs_mu_);
+      jobs_cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+      if (jobs_.empty()) return;
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    job();
+  }
+}
+
+void LocalAccounts::SyncLoop() {
+  bool failing = false;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(jobs_mu_);
+      if (sync_cv_.wait_for(lock, std::chrono::milliseconds(options_.sync_interval_ms),
+                            [this] { return stopping_; })) {
+        return;
+      }
+    }
+    absl::Status s = Reload(/*force=*/false);
+    if (!s.ok() && !failing) LogWarn("accounts store unavailable", {{"error", SV(s.message())}});
+    if (s.ok() && failing) LogInfo("accounts store available again");
+    failing = !s.ok();
+  }
+}
+
+std::shared_ptr<const Snapshot> LocalAccounts::snapshot() const {
+  std::lock_guard<std::mutex> lock(snap_mu_);
+  return snap_;
+}
+
+// ---- Loading ----
+
+absl::Status LocalAccounts::Reload(bool force) {
+  std::lock_guard<std::mutex> lock(reload_mu_);
+  auto version = options_.store->Version();
+  if (!version.ok()) return version.status();
+  if (!force) {
+    auto current = snapshot();
+    if (current && current->store_version == *version) return absl::OkStatus();
+  }
+  auto built = Build(*version);
+  if (!built.ok()) return built.status();
+  std::lock_guard<std::mutex> slock(snap_mu_);
+  snap_ = std::move(built).value();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<Snapshot>> LocalAccounts::Build(int64_t version) {
+  auto snap = std::make_shared<Snapshot>();
+  snap->store_version = version;
+  AccountsStore& store = *options_.store;
+  const crypto::Keyring& ring = *options_.keyring;
+
+  // Nodes: the file's, then the API's; the registry is rebuilt with them.
+  Config effective = *config_;
+  for (const ProviderSpec& n : config_->nodes) {
+    snap->nodes[n.id] = {NodeToJson(n), Origin::kFile};
+  }
+  auto nodes = store.List("node");
+  if (!nodes.ok()) return nodes.status();
+  for (const StoredObject& o : *nodes) {
+    auto doc = ParseObject(o.doc);
+    if (!doc.ok()) continue;
+    auto spec = NodeFromJson(*doc);
+    if (!spec.ok()) continue;
+    effective.nodes.push_back(*spec);
+    snap->nodes[o.id] = {std::move(doc).value(), Origin::kApi};
+  }
+  auto registry = BuildRegistry(effective);
+  if (!registry.ok()) return registry.status();
+  snap->registry = *registry;
+
+  // Client keys.
+  for (const ClientKeySpec& k : config_->api_keys) {
+    KeyEntry e;
+    e.origin = Origin::kFile;
+    e.key.set_id(absl::StrCat("cfg:", k.name));
+    e.key.set_name(k.name);
+    e.key.set_cache_ttl_s(options_.key_cache_ttl_s);
+    e.doc = json::object{{"id", e.key.id()}, {"name", k.name}, {"prefix", crypto::MaskSecret(k.key)}};
+    const std::string hash = Sha256Hex(k.key);
+    snap->key_hash_by_id[e.key.id()] = hash;
+    snap->keys_by_hash[hash] = std::move(e);
+  }
+  auto keys = store.List("key");
+  if (!keys.ok()) return keys.status();
+  for (const StoredObject& o : *keys) {
+    auto doc = ParseObject(o.doc);
+    if (!doc.ok()) continue;
+    KeyEntry e;
+    e.doc = std::move(doc).value();
+    e.key = ClientKeyFromJson(e.doc);
+    e.key.set_cache_ttl_s(options_.key_cache_ttl_s);
+    e.enabled = Bool(e.doc, "enabled", true);
+    const std::string hash = Str(e.doc, "hash");
+    if (hash.empty()) continue;
+    snap->key_hash_by_id[o.id] = hash;
+    snap->keys_by_hash[hash] = std::move(e);
+  }
+
+  // Connections.
+  for (const ConnectionSpec& c : config_->connections) {
+    ConnectionEntry e;
+    e.origin = Origin::kFile;
+    e.provider = c.provider;
+    const ProviderSpec* p = snap->registry->Find(c.provider);
+    e.oauth = p && p->oauth;
+    e.api_key = c.api_key;
+    e.credential = ApiKeyCredential(p, c.api_key);
+    e.doc = json::object{{"id", c.id},
+                         {"provider", c.provider},
+                         {"name", c.name},
+                         {"authType", "api_key"},
+                         {"priority", c.priority},
+                         {"enabled", c.enabled},
+                         {"status", "active"}};
+    snap->connections[c.id] = std::move(e);
+  }
+  auto conns = store.List("connection");
+  if (!conns.ok()) return conns.status();
+  std::map<std::string, OAuthState> oauth;
+  for (const StoredObject& o : *conns) {
+    auto doc = ParseObject(o.doc);
+    if (!doc.ok() || snap->connections.count(o.id)) continue;
+    ConnectionEntry e;
+    e.doc = std::move(doc).value();
+    e.provider = Str(e.doc, "provider");
+    e.oauth = Str(e.doc, "authType") == "oauth";
+    std::string secret;
+    if (!o.secret.empty()) {
+      auto plain = ring.Decrypt(o.secret, SecretAad(o.kind, o.id));
+      if (!plain.ok()) {
+        LogWarn("cannot decrypt a connection's secret", {{"connection", o.id},
+                                                          {"error", SV(plain.status().message())}});
+        e.doc["status"] = "error";
+        e.doc["statusMessage"] = "the stored secret cannot be decrypted with the current key";
+      } else {
+        secret = std::move(plain).value();
+      }
+    }
+    if (e.oauth) {
+      if (!secret.empty()) {
+        auto tokens = TokensFromJson(secret);
+        if (tokens.ok()) {
+          OAuthState st;
+          st.tokens = std::move(tokens).value();
+          st.token_sha256 = Sha256Hex(st.tokens.access_token + "\n" + st.tokens.api_key);
+          oauth[o.id] = std::move(st);
+        }
+      }
+    } else {
+      e.api_key = secret;
+      e.credential = ApiKeyCredential(snap->registry->Find(e.provider), secret);
+    }
+    snap->connections[o.id] = std::move(e);
+  }
+  {
+    std::lock_guard<std::mutex> lock(oauth_mu_);
+    oauth_tokens_ = std::move(oauth);
+  }
+
+  // Custom models and settings.
+  auto models = store.List("model");
+  if (!models.ok()) return models.status();
+  for (const StoredObject& o : *models) {
+    auto doc = ParseObject(o.doc);
+    if (doc.ok()) snap->models[o.id] = std::move(doc).value();
+  }
+  auto security = store.Get("setting", "security");
+  if (!security.ok()) return security.status();
+  if (*security) {
+    auto doc = ParseObject((*security)->doc);
+    if (doc.ok()) snap->security = std::move(doc).value();
+  }
+
+  // The catalog the router and the edges poll.
+  v1::Catalog& cat = snap->catalog;
+  cat.set_version(version + 1);
+  for (const auto& [id, node] : snap->nodes) {
+    auto spec = NodeFromJson(node.first);
+    if (!spec.ok()) continue;
+    v1::Node* n = cat.add_nodes();
+    n->set_id(spec->id);
+    n->set_name(spec->name);
+    for (const auto& p : spec->prefixes) n->add_prefixes(p);
+    n->set_format(spec->format);
+    n->set_auth(spec->auth);
+    n->set_base_url(spec->base_url);
+    for (const auto& m : spec->models) n->add_models(m);
+  }
+  for (const auto& [id, e] : snap->connections) {
+    v1::Connection* c = cat.add_connections();
+    c->set_id(id);
+    c->set_provider(e.provider);
+    c->set_name(Str(e.doc, "name"));
+    c->set_priority(static_cast<int32_t>(Int(e.doc, "priority", 1)));
+    c->set_enabled(Bool(e.doc, "enabled", true));
+    c->set_oauth(e.oauth);
+    std::string status = Str(e.doc, "status");
+    c->set_status(status.empty() ? "active" : status);
+    for (const auto& m : Strings(e.doc, "models")) c->add_models(m);
+    c->set_proxy(Str(e.doc, "proxy"));
+    c->set_quota_remaining_percent(-1);
+  }
+  for (const auto& [id, m] : snap->models) {
+    v1::ProviderModel* pm = cat.add_models();
+    pm->set_provider(Str(m, "provider"));
+    pm->set_model_id(Str(m, "modelId"));
+    pm->set_name(Str(m, "modelName"));
+  }
+  v1::AccessSettings* access = cat.mutable_access();
+  for (const auto& s : Strings(snap->security, "ipAllowlist")) access->add_ip_allowlist(s);
+  for (const auto& s : Strings(snap->security, "ipDenylist")) access->add_ip_denylist(s);
+  for (const auto& s : Strings(snap->security, "blockedProviders")) {
+    access->add_blocked_providers(s);
+  }
+  return snap;
+}
+
+// ---- The request path ----
+
+void LocalAccounts::ResolveClientKey(const std::string& key, Callback<v1::ClientKey> done) {
+  auto snap = snapshot();
+  auto it = snap->keys_by_hash.find(Sha256Hex(key));
+  if (it == snap->keys_by_hash.end() || !it->second.enabled) {
+    done(absl::NotFoundError("Incorrect API key provided"));
+    return;
+  }
+  const v1::ClientKey& k = it->second.key;
+  if (k.expires_at_ms() > 0 && k.expires_at_ms() <= Now()) {
+    done(absl::NotFoundError("The API key has expired"));
+    return;
+  }
+  done(k);
+}
+
+void LocalAccounts::GetCatalog(int64_t known_version, Callback<v1::Catalog> done) {
+  auto snap = snapshot();
+  if (known_version == snap->catalog.version()) {
+    v1::Catalog same;
+    same.set_version(known_version);
+    same.set_not_modified(true);
+    done(std::move(same));
+    return;
+  }
+  done(snap->catalog);
+}
+
+void LocalAccounts::GetCredential(const v1::GetCredentialRequest& request,
+                                  Callback<v1::Credential> done) {
+  auto snap = snapshot();
+  auto it = snap->connections.find(request.connection_id());
+  if (it == snap->connections.end()) {
+    done(absl::NotFoundError(absl::StrCat("unknown connection '", request.connection_id(), "'")));
+    return;
+  }
+  if (!it->second.oauth) {
+    done(it->second.credential);
+    return;
+  }
+  std::optional<OAuthState> state;
+  {
+    std::lock_guard<std::mutex> lock(oauth_mu_);
+    auto t = oauth_tokens_.find(request.connection_id());
+    if (t != oauth_tokens_.end()) state = t->second;
+  }
+  if (!state) {
+    done(absl::FailedPreconditionError(absl::StrCat(
+        "connection '", request.connection_id(), "' has no OAuth tokens: log in again")));
+    return;
+  }
+  const bool failed =
+      request.refresh() && (request.failed_token_sha256().empty() ||
+                            request.failed_token_sha256() == state->token_sha256);
+  if (!failed && !OAuthClient::NeedsRefresh(state->tokens, Now())) {
+    done(OAuthCredential(request.connection_id(), *state));
+    return;
+  }
+  RefreshInBackground(request.connection_id(), failed ? state->token_sha256 : std::string(),
+                      std::move(done));
+}
+
+absl::StatusOr<v1::Credential> LocalAccounts::OAuthCredential(const std::string& connection_id,
+                                                              const OAuthState& state) const {
+  auto snap = snapshot();
+  auto it = snap->connections.find(connection_id);
+  const std::string provider = it == snap->connections.end() ? "" : it->second.provider;
+  v1::Credential cred;
+  for (auto& [name, value] : OAuthClient::UpstreamHeaders(provider, state.tokens)) {
+    AddHeader(cred, name, value);
+  }
+  cred.set_base_url(OAuthClient::UpstreamBaseUrl(provider, state.tokens));
+  int64_t expires = state.tokens.expires_at_ms;
+  if (state.tokens.api_key_expires_at_ms > 0 &&
+      (expires == 0 || state.tokens.api_key_expires_at_ms < expires)) {
+    expires = state.tokens.api_key_expires_at_ms;
+  }
+  cred.set_expires_at_ms(expires);
+  cred.set_token_sha256(state.token_sha256);
+  return cred;
+}
+
+void LocalAccounts::RefreshInBackground(const std::string& connection_id, std::string failed_sha,
+                                        Callback<v1::Credential> done) {
+  {
+    std::lock_guard<std::mutex> lock(oauth_mu_);
+    auto& waiters = refreshing_[connection_id];
+    waiters.push_back(std::move(done));
+    if (waiters.size() > 1) return;  // a refresh is under way: its answer is ours too
+  }
+  // Jobs capture `this`: the destructor runs every queued job before it returns.
+  Post([self = this, connection_id, failed_sha = std::move(failed_sha)] {
+    absl::StatusOr<v1::Credential> result = self->RefreshNow(connection_id, failed_sha);
+    std::vector<Callback<v1::Credential>> waiters;
+    {
+      std::lock_guard<std::mutex> lock(self->oauth_mu_);
+      waiters = std::move(self->refreshing_[connection_id]);
+      self->refreshing_.erase(connection_id);
+    }
+    for (auto& w : waiters) w(result);
+  });
+}
+
+absl::StatusOr<v1::Credential> LocalAccounts::RefreshNow(const std::string& connection_id,
+                                                         const std::string& failed_sha) {
+  absl::StatusOr<v1::Credential> result = absl::InternalError("refresh did not run");
+  absl::Status locked = options_.lock->With(absl::StrCat("oauth:", connection_id), [&] {
+    // Another replica may have refreshed while we waited: read the stored tokens again.
+    std::optional<StoredObject> stored;
+    {
+      std::lock_guard<std::mutex> lock(reload_mu_);
+      auto got = options_.store->Get("connection", connection_id);
+      if (!got.ok()) return got.status();
+      stored = std::move(got).value();
+    }
+    if (!stored) return absl::NotFoundError(absl::StrCat("unknown connection '", connection_id, "'"));
+    auto doc = ParseObject(stored->doc);
+    if (!doc.ok()) return doc.status();
+    auto plain = options_.keyring->Decrypt(stored->secret, SecretAad("connection", connection_id));
+    if (!plain.ok()) return plain.status();
+    auto tokens = TokensFromJson(*plain);
+    if (!tokens.ok()) return tokens.status();
+    OAuthState state;
+    state.tokens = *tokens;
+    state.token_sha256 = Sha256Hex(state.tokens.access_token + "\n" + state.tokens.api_key);
+    const bool still_failed = !failed_sha.empty() && failed_sha == state.token_sha256;
+    if (!still_failed && !OAuthClient::NeedsRefresh(state.tokens, Now())) {
+      std::lock_guard<std::mutex> lock(oauth_mu_);
+      oauth_tokens_[connection_id] = state;
+      result = OAuthCredential(connection_id, state);
+      return absl::OkStatus();
+    }
+    const std::string provider = Str(*doc, "provider");
+    auto fresh = oauth_->Refresh(provider, state.tokens);
+    if (!fresh.ok()) {
+      const bool relogin = fresh.status().code() == absl::StatusCode::kFailedPrecondition;
+      (*doc)["status"] = relogin ? "needs_login" : "error";
+      (*doc)["statusMessage"] = std::string(SV(fresh.status().message()));
+      (*doc)["statusAt"] = Now();
+      LogWarn("OAuth refresh failed", {{"connection", connection_id},
+                                       {"error", SV(fresh.status().message())}});
+      if (relogin) {
+        (void)SaveOAuthConnection(*doc, state.tokens);
+        return fresh.status();
+      }
+      // A transient failure: the current token is still usable until it expires.
+      if (state.tokens.expires_at_ms > Now() && !still_failed) {
+        result = OAuthCredential(connection_id, state);
+        return absl::OkStatus();
+      }
+      return fresh.status();
+    }
+    (*doc)["status"] = "active";
+    doc->erase("statusMessage");
+    (*doc)["refreshedAt"] = Now();
+    if (auto s = SaveOAuthConnection(*doc, *fresh); !s.ok()) return s;
+    OAuthState next;
+    next.tokens = *fresh;
+    next.token_sha256 = Sha256Hex(next.tokens.access_token + "\n" + next.tokens.api_key);
+    {
+      std::lock_guard<std::mutex> lock(oauth_mu_);
+      oauth_tokens_[connection_id] = next;
+    }
+    LogInfo("OAuth token refreshed", {{"connection", connection_id}});
+    result = OAuthCredential(connection_id, next);
+    return absl::OkStatus();
+  });
+  if (!locked.ok()) return locked;
+  return result;
+}
+
+absl::Status LocalAccounts::SaveOAuthConnection(json::object doc, const OAuthTokens& tokens) {
+  StoredObject o;
+  o.kind = "connection";
+  o.id = Str(doc, "id");
+  doc["authType"] = "oauth";
+  doc["expiresAt"] = tokens.expires_at_ms;
+  if (!tokens.email.empty()) doc["email"] = tokens.email;
+  doc["updatedAt"] = Now();
+  o.doc = json::serialize(doc);
+  o.secret = options_.keyring->Encrypt(TokensToJson(tokens), SecretAad(o.kind, o.id));
+  {
+    std::lock_guard<std::mutex> lock(reload_mu_);
+    if (auto s = options_.store->Put(o); !s.ok()) return s;
+  }
+  return Reload(false);
+}
+
+void LocalAccounts::Admin(const v1::AdminRequest& request, Callback<v1::AdminResponse> done) {
+  Post([self = this, request, done = std::move(done)]() mutable {
+    done(self->AdminNow(request));
+  });
+}
+
+// ---- Factories ----
+
+absl::StatusOr<AccountsPtr> MakeLocalAccounts(ConfigPtr config, AccountsOptions options) {
+  auto accounts = std::make_shared<LocalAccounts>(std::move(config), std::move(options));
+  if (auto s = accounts->Start(); !s.ok()) return s;
+  return AccountsPtr(std::move(accounts));
+}
+
+absl::StatusOr<AccountsOptions> AccountsOptionsFromConfig(const Config& config) {
+  AccountsOptions options;
+  if (!config.storage.postgres_url.empty()) {
+    auto store = MakePostgresAccountsStore(config.storage.postgres_url);
+    if (!store.ok()) return store.status();
+    options.store = std::move(store).value();
+    options.lock = MakePostgresLock(config.storage.postgres_url);
+  } else {
+    std::string path = config.storage.sqlite_path;
+    if (path.empty()) path = config.data_dir + "/omniroute.db";
+    auto store = MakeSqliteAccountsStore(path);
+    if (!store.ok()) return store.status();
+    options.store = std::move(store).value();
+  }
+  auto ring = crypto::LoadKeyring(config.data_dir);
+  if (!ring.ok()) return ring.status();
+  options.keyring = std::move(ring).value();
+  HttpFetcherOptions http;
+  if (const char* ca = std::getenv("OMNIROUTE_OAUTH_CA_FILE")) http.ca_file = ca;
+  options.http = MakeHttpFetcher(std::move(http));
+  if (const char* base = std::getenv("OMNIROUTE_OAUTH_BASE")) options.oauth_url_base = base;
+  options.allow_key_reveal = EnvTrue("ALLOW_API_KEY_REVEAL");
+  options.cookie_secure = EnvTrue("AUTH_COOKIE_SECURE");
+  return options;
 }
 
 }  // namespace omniroute::accounts

@@ -2,52 +2,429 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <boost/json.hpp>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/secrets.h"
+
 namespace omniroute::accounts {
 namespace {
 
-AccountsPtr Make() {
-  auto c = ParseConfig(R"(
+namespace json = boost::json;
+
+// Answers the providers' OAuth token endpoints like they do; counts the refreshes.
+class FakeHttp final : public HttpFetcher {
+ public:
+  absl::StatusOr<HttpResponse> Fetch(const HttpRequest& request) override {
+    HttpResponse res;
+    res.status = 200;
+    if (absl::StrContains(request.url, "/oauth/token")) {
+      if (absl::StrContains(request.body, "refresh_token")) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));  // let the racers pile up
+        const int n = ++refreshes;
+        if (fail_refresh) {
+          res.status = 400;
+          res.body = R"({"error":"invalid_grant","error_description":"refresh token revoked"})";
+          return res;
+        }
+        res.body = absl::StrCat(R"({"access_token":"at-refreshed-)", n,
+                                R"(","refresh_token":"rt-2","expires_in":3600,"token_type":"Bearer"})");
+        return res;
+      }
+      res.body = absl::StrCat(R"({"access_token":"at-first","refresh_token":"rt-1","expires_in":)",
+                              first_lifetime_s, R"(,"token_type":"Bearer"})");
+      return res;
+    }
+    if (absl::EndsWith(request.url, "/models")) {
+      bool authorized = false;
+      for (const auto& [n, v] : request.headers) authorized |= v == "Bearer sk-good";
+      res.status = authorized ? 200 : 401;
+      res.body = authorized ? R"({"data":[]})" : R"({"error":{"message":"bad key"}})";
+      return res;
+    }
+    res.body = "{}";
+    return res;
+  }
+
+  std::atomic<int> refreshes{0};
+  std::atomic<bool> fail_refresh{false};
+  int first_lifetime_s = 3600;
+};
+
+struct Harness {
+  explicit Harness(std::string yaml = "", std::string db = ":memory:", FakeHttp* http = nullptr) {
+    auto c = ParseConfig(yaml.empty() ? R"(
 nodes: [ { id: local, format: openai, base_url: "http://127.0.0.1:9/v1" } ]
 connections:
   - { provider: local, name: a, api_key: sk-a }
   - { provider: anthropic, name: c, api_key: sk-ant }
   - { provider: gemini, name: g, api_key: g-key }
 api_keys: [ { name: team, key: sk-team-123 } ]
-)");
-  EXPECT_TRUE(c.ok()) << c.status();
-  auto config = std::make_shared<const Config>(*c);
-  return MakeLocalAccounts(config, *BuildRegistry(*config));
+)"
+                                      : yaml);
+    EXPECT_TRUE(c.ok()) << c.status();
+    Config cfg = *c;
+    cfg.api_key_secret = "key-secret";
+    cfg.jwt_secret = "jwt-secret";
+    cfg.initial_password = "first-password";
+    config = std::make_shared<const Config>(cfg);
+    AccountsOptions options;
+    auto store = MakeSqliteAccountsStore(db);
+    EXPECT_TRUE(store.ok()) << store.status();
+    options.store = std::move(store).value();
+    options.keyring = *crypto::Keyring::FromSecrets("storage-secret");
+    if (http) {
+      struct Borrowed final : HttpFetcher {
+        explicit Borrowed(HttpFetcher* h) : h(h) {}
+        absl::StatusOr<HttpResponse> Fetch(const HttpRequest& r) override { return h->Fetch(r); }
+        HttpFetcher* h;
+      };
+      options.http = std::make_unique<Borrowed>(http);
+    }
+    options.clock = [this] { return now_ms.load(); };
+    options.sync_interval_ms = 50;
+    options.workers = 4;
+    auto made = MakeLocalAccounts(config, std::move(options));
+    EXPECT_TRUE(made.ok()) << made.status();
+    acc = *made;
+  }
+
+  v1::AdminResponse Admin(const std::string& method, const std::string& path,
+                          const std::string& body = "", std::string actor = "admin-key",
+                          const std::string& query = "") {
+    v1::AdminRequest r;
+    r.set_method(method);
+    r.set_path(path);
+    r.set_body(body);
+    r.set_query(query);
+    r.set_actor(std::move(actor));
+    r.set_client_ip("10.1.2.3");
+    std::promise<absl::StatusOr<v1::AdminResponse>> p;
+    acc->Admin(r, [&](absl::StatusOr<v1::AdminResponse> a) { p.set_value(std::move(a)); });
+    auto got = p.get_future().get();
+    EXPECT_TRUE(got.ok()) << got.status();
+    return *got;
+  }
+
+  absl::StatusOr<v1::ClientKey> Resolve(const std::string& key) {
+    std::promise<absl::StatusOr<v1::ClientKey>> p;
+    acc->ResolveClientKey(key, [&](auto r) { p.set_value(std::move(r)); });
+    return p.get_future().get();
+  }
+
+  absl::StatusOr<v1::Credential> Credential(const std::string& id, bool refresh = false,
+                                            const std::string& failed = "") {
+    v1::GetCredentialRequest r;
+    r.set_connection_id(id);
+    r.set_refresh(refresh);
+    r.set_failed_token_sha256(failed);
+    std::promise<absl::StatusOr<v1::Credential>> p;
+    acc->GetCredential(r, [&](auto c) { p.set_value(std::move(c)); });
+    return p.get_future().get();
+  }
+
+  v1::Catalog Catalog(int64_t known = 0) {
+    v1::Catalog out;
+    acc->GetCatalog(known, [&](auto c) { out = *c; });
+    return out;
+  }
+
+  ConfigPtr config;
+  std::atomic<int64_t> now_ms{1'800'000'000'000};
+  AccountsPtr acc;
+};
+
+json::object Body(const v1::AdminResponse& r) { return json::parse(r.body()).as_object(); }
+
+std::map<std::string, std::string> Headers(const v1::Credential& c) {
+  std::map<std::string, std::string> out;
+  for (const auto& h : c.headers()) out[h.name()] = h.value();
+  return out;
 }
 
-TEST(LocalAccountsTest, ResolvesConfiguredKeysOnly) {
-  auto acc = Make();
-  absl::StatusOr<v1::ClientKey> got = absl::UnknownError("");
-  acc->ResolveClientKey("sk-team-123", [&](auto r) { got = std::move(r); });
-  ASSERT_TRUE(got.ok());
+TEST(LocalAccountsTest, ResolvesConfiguredKeys) {
+  Harness h;
+  auto got = h.Resolve("sk-team-123");
+  ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(got->name(), "team");
   EXPECT_EQ(got->id(), "cfg:team");
-  acc->ResolveClientKey("sk-team-124", [&](auto r) { got = std::move(r); });
-  EXPECT_EQ(got.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(got->cache_ttl_s(), 5);
+  EXPECT_EQ(h.Resolve("sk-team-124").status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST(LocalAccountsTest, CredentialHeadersFollowTheProvider) {
-  auto acc = Make();
-  auto headers = [&](const std::string& id) {
-    std::map<std::string, std::string> out;
-    acc->GetCredential(id, [&](absl::StatusOr<v1::Credential> c) {
-      ASSERT_TRUE(c.ok()) << c.status();
-      for (const auto& h : c->headers()) out[h.name()] = h.value();
-    });
-    return out;
-  };
-  EXPECT_EQ(headers("local:a")["authorization"], "Bearer sk-a");
-  auto ant = headers("anthropic:c");
+  Harness h;
+  EXPECT_EQ(Headers(*h.Credential("local:a"))["authorization"], "Bearer sk-a");
+  auto ant = Headers(*h.Credential("anthropic:c"));
   EXPECT_EQ(ant["x-api-key"], "sk-ant");
   EXPECT_EQ(ant["anthropic-version"], "2023-06-01");
-  EXPECT_EQ(headers("gemini:g")["x-goog-api-key"], "g-key");
-  absl::Status s;
-  acc->GetCredential("nope:x", [&](auto c) { s = c.status(); });
-  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Headers(*h.Credential("gemini:g"))["x-goog-api-key"], "g-key");
+  EXPECT_EQ(h.Credential("nope:x").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(LocalAccountsTest, GeneratedKeysAreShownOnceAndRevocable) {
+  Harness h;
+  auto created = h.Admin("POST", "/api/keys",
+                         R"({"name":"ci","allowedModels":["openai/*"],"rpmLimit":60,"team":"ml",
+                             "metadata":{"owner":"ana"}})");
+  ASSERT_EQ(created.status(), 201) << created.body();
+  const json::object body = Body(created);
+  const std::string key(body.at("key").as_string());
+  const std::string id(body.at("id").as_string());
+  EXPECT_TRUE(crypto::CheckClientKey(key, "key-secret")) << key;
+  EXPECT_FALSE(body.contains("hash"));
+
+  auto resolved = h.Resolve(key);
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  EXPECT_EQ(resolved->id(), id);
+  EXPECT_EQ(resolved->team(), "ml");
+  EXPECT_EQ(resolved->rpm_limit(), 60);
+  ASSERT_EQ(resolved->allowed_models_size(), 1);
+  EXPECT_EQ(resolved->metadata().at("owner"), "ana");
+
+  // Listed masked: never the key, never its hash.
+  auto list = h.Admin("GET", "/api/keys");
+  EXPECT_EQ(list.status(), 200);
+  EXPECT_FALSE(absl::StrContains(list.body(), key));
+  EXPECT_FALSE(absl::StrContains(list.body(), Sha256Hex(key)));
+  EXPECT_TRUE(absl::StrContains(list.body(), R"("managedBy":"file")"));
+  // Not revealable unless allowed.
+  EXPECT_EQ(h.Admin("GET", absl::StrCat("/api/keys/", id, "/reveal")).status(), 403);
+
+  // Disable, enable, expire, revoke.
+  EXPECT_EQ(h.Admin("PATCH", "/api/keys/" + id, R"({"enabled":false})").status(), 200);
+  EXPECT_EQ(h.Resolve(key).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(h.Admin("PATCH", "/api/keys/" + id, R"({"enabled":true})").status(), 200);
+  EXPECT_TRUE(h.Resolve(key).ok());
+  EXPECT_EQ(h.Admin("PATCH", "/api/keys/" + id, R"({"expiresAt":"2020-01-01T00:00:00Z"})").status(),
+            200);
+  EXPECT_EQ(h.Resolve(key).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(h.Admin("DELETE", "/api/keys/" + id).status(), 200);
+  EXPECT_EQ(h.Admin("GET", "/api/keys/" + id).status(), 404);
+
+  // File keys are read-only; bad input is a 400 naming the field.
+  EXPECT_EQ(h.Admin("DELETE", "/api/keys/cfg:team").status(), 403);
+  auto bad = h.Admin("POST", "/api/keys", R"({"name":"x","rpmLimit":-1})");
+  EXPECT_EQ(bad.status(), 400);
+  EXPECT_TRUE(absl::StrContains(bad.body(), "rpmLimit")) << bad.body();
+  EXPECT_EQ(h.Admin("POST", "/api/keys", R"({"name":"x","colour":"red"})").status(), 400);
+  EXPECT_EQ(h.Admin("POST", "/api/keys", "not json").status(), 400);
+  EXPECT_EQ(h.Admin("GET", "/api/keys", "", /*actor=*/"").status(), 401);
+}
+
+TEST(LocalAccountsTest, ConnectionsNodesAndModelsThroughTheApi) {
+  FakeHttp http;
+  Harness h("", ":memory:", &http);
+  const int64_t v0 = h.Catalog().version();
+
+  auto node = h.Admin("POST", "/api/provider-nodes",
+                      R"({"name":"Local LLM","prefix":"loc","type":"openai-compatible",
+                          "baseUrl":"http://127.0.0.1:8000/v1/"})");
+  ASSERT_EQ(node.status(), 201) << node.body();
+  EXPECT_EQ(Body(node).at("baseUrl").as_string(), "http://127.0.0.1:8000/v1");
+  EXPECT_EQ(h.Admin("POST", "/api/provider-nodes", R"({"prefix":"loc","baseUrl":"ftp://x"})").status(),
+            400);
+
+  auto conn = h.Admin("POST", "/api/providers",
+                      R"({"provider":"loc","name":"main","apiKey":"sk-good","priority":2,
+                          "models":["llama"]})");
+  ASSERT_EQ(conn.status(), 201) << conn.body();
+  EXPECT_FALSE(absl::StrContains(conn.body(), "sk-good"));
+  EXPECT_EQ(Headers(*h.Credential("loc:main"))["authorization"], "Bearer sk-good");
+  EXPECT_EQ(h.Admin("POST", "/api/providers", R"({"provider":"loc","name":"main","apiKey":"k"})").status(),
+            409);
+  EXPECT_EQ(h.Admin("POST", "/api/providers", R"({"provider":"nope","apiKey":"k"})").status(), 400);
+  EXPECT_EQ(h.Admin("POST", "/api/providers", R"({"provider":"claude-code","apiKey":"k"})").status(),
+            400);
+  EXPECT_EQ(h.Admin("DELETE", "/api/providers/local:a").status(), 403);  // the file's
+
+  auto model = h.Admin("POST", "/api/provider-models",
+                       R"({"provider":"openai","modelId":"gpt-4.5-preview","modelName":"GPT-4.5"})");
+  ASSERT_EQ(model.status(), 201) << model.body();
+
+  // The catalog has all of it, with a new version.
+  v1::Catalog cat = h.Catalog();
+  EXPECT_GT(cat.version(), v0);
+  bool has_node = false, has_conn = false, has_model = false;
+  for (const auto& n : cat.nodes()) has_node |= n.id() == "loc" && n.base_url() == "http://127.0.0.1:8000/v1";
+  for (const auto& c : cat.connections()) {
+    if (c.id() == "loc:main") {
+      has_conn = true;
+      EXPECT_EQ(c.priority(), 2);
+      ASSERT_EQ(c.models_size(), 1);
+    }
+  }
+  for (const auto& m : cat.models()) has_model |= m.model_id() == "gpt-4.5-preview";
+  EXPECT_TRUE(has_node && has_conn && has_model);
+  EXPECT_TRUE(h.Catalog(cat.version()).not_modified());
+
+  // Test call: the fake provider accepts sk-good only.
+  auto test = h.Admin("POST", "/api/providers/loc:main/test");
+  EXPECT_EQ(test.status(), 200);
+  EXPECT_TRUE(Body(test).at("ok").as_bool()) << test.body();
+  ASSERT_EQ(h.Admin("PATCH", "/api/providers/loc:main", R"({"apiKey":"sk-bad"})").status(), 200);
+  EXPECT_FALSE(Body(h.Admin("POST", "/api/providers/loc:main/test")).at("ok").as_bool());
+
+  // A node with connections cannot go; then it can.
+  EXPECT_EQ(h.Admin("DELETE", "/api/provider-nodes/loc").status(), 409);
+  EXPECT_EQ(h.Admin("DELETE", "/api/providers/loc:main").status(), 200);
+  EXPECT_EQ(h.Credential("loc:main").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(h.Admin("DELETE", "/api/provider-nodes/loc").status(), 200);
+  EXPECT_EQ(h.Admin("DELETE", "/api/provider-models", "", "admin-key",
+                    "provider=openai&model=gpt-4.5-preview")
+                .status(),
+            200);
+}
+
+TEST(LocalAccountsTest, LoginSessionsAndRateLimit) {
+  Harness h;
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(h.Admin("POST", "/api/auth/login", R"({"password":"wrong"})", "").status(), 401);
+  }
+  auto limited = h.Admin("POST", "/api/auth/login", R"({"password":"first-password"})", "");
+  EXPECT_EQ(limited.status(), 429);
+  ASSERT_EQ(limited.headers_size(), 1);
+  EXPECT_EQ(limited.headers(0).name(), "retry-after");
+  h.now_ms += 16 * 60 * 1000;  // the window passes
+
+  auto ok = h.Admin("POST", "/api/auth/login", R"({"password":"first-password"})", "");
+  ASSERT_EQ(ok.status(), 200) << ok.body();
+  ASSERT_EQ(ok.headers_size(), 1);
+  const std::string cookie = ok.headers(0).value();
+  EXPECT_TRUE(absl::StartsWith(cookie, "auth_token=")) << cookie;
+  EXPECT_TRUE(absl::StrContains(cookie, "HttpOnly"));
+  const std::string token = cookie.substr(11, cookie.find(';') - 11);
+  auto claims = crypto::VerifyJwt(token, "jwt-secret", h.now_ms / 1000);
+  ASSERT_TRUE(claims.ok()) << claims.status();
+  EXPECT_FALSE(crypto::VerifyJwt(token, "other", h.now_ms / 1000).ok());
+
+  // Change the password: the old one stops working.
+  EXPECT_EQ(h.Admin("PUT", "/api/auth/password",
+                    R"({"currentPassword":"nope","newPassword":"a-new-password"})")
+                .status(),
+            403);
+  EXPECT_EQ(h.Admin("PUT", "/api/auth/password",
+                    R"({"currentPassword":"first-password","newPassword":"a-new-password"})")
+                .status(),
+            200);
+  EXPECT_EQ(h.Admin("POST", "/api/auth/login", R"({"password":"first-password"})", "").status(), 401);
+  EXPECT_EQ(h.Admin("POST", "/api/auth/login", R"({"password":"a-new-password"})", "").status(), 200);
+}
+
+TEST(LocalAccountsTest, SecuritySettingsReachTheCatalog) {
+  Harness h;
+  EXPECT_EQ(h.Admin("PUT", "/api/settings/security", R"({"ipDenylist":["10.0.0.300"]})").status(), 400);
+  EXPECT_EQ(h.Admin("PUT", "/api/settings/security", R"({"blockedProviders":["nope"]})").status(), 400);
+  auto ok = h.Admin("PUT", "/api/settings/security",
+                    R"({"ipAllowlist":["10.0.0.0/8","::1"],"ipDenylist":["10.9.9.9"],
+                        "blockedProviders":["openai"]})");
+  ASSERT_EQ(ok.status(), 200) << ok.body();
+  const v1::AccessSettings a = h.Catalog().access();
+  ASSERT_EQ(a.ip_allowlist_size(), 2);
+  EXPECT_EQ(a.ip_denylist(0), "10.9.9.9");
+  EXPECT_EQ(a.blocked_providers(0), "openai");
+}
+
+TEST(LocalAccountsTest, SecretsAreEncryptedAtRestAndChangesReachOtherReplicas) {
+  const std::string dir = ::testing::TempDir() + "/accounts-" + RandomHex(4);
+  std::filesystem::create_directories(dir);
+  const std::string db = dir + "/omniroute.db";
+  Harness a("", db);
+  Harness b("", db);
+  auto conn = a.Admin("POST", "/api/providers",
+                      R"({"provider":"openai","name":"prod","apiKey":"sk-live-SECRET-4242"})");
+  ASSERT_EQ(conn.status(), 201) << conn.body();
+  auto key = a.Admin("POST", "/api/keys", R"({"name":"shared"})");
+  ASSERT_EQ(key.status(), 201);
+  const std::string client_key(Body(key).at("key").as_string());
+
+  // Replica b adopts both within its sync interval.
+  bool seen = false;
+  for (int i = 0; i < 100 && !seen; ++i) {
+    seen = b.Resolve(client_key).ok() && b.Credential("openai:prod").ok();
+    if (!seen) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(seen);
+  EXPECT_EQ(Headers(*b.Credential("openai:prod"))["authorization"], "Bearer sk-live-SECRET-4242");
+  // Revoked on a: gone on b.
+  ASSERT_EQ(a.Admin("DELETE", "/api/keys/" + std::string(Body(key).at("id").as_string())).status(), 200);
+  bool gone = false;
+  for (int i = 0; i < 100 && !gone; ++i) {
+    gone = !b.Resolve(client_key).ok();
+    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(gone);
+
+  // Neither the provider key nor the client key is in the database files.
+  a.acc.reset();
+  b.acc.reset();
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::stringstream content;
+    content << in.rdbuf();
+    EXPECT_FALSE(absl::StrContains(content.str(), "SECRET-4242")) << entry.path();
+    EXPECT_FALSE(absl::StrContains(content.str(), client_key)) << entry.path();
+  }
+}
+
+TEST(LocalAccountsTest, OAuthLoginThenOneRefreshForConcurrentCallers) {
+  FakeHttp http;
+  http.first_lifetime_s = 60;  // inside the refresh margin at once
+  Harness h("", ":memory:", &http);
+  auto start = h.Admin("POST", "/api/oauth/claude-code/start", R"({"name":"max"})");
+  ASSERT_EQ(start.status(), 200) << start.body();
+  const json::object s = Body(start);
+  EXPECT_EQ(s.at("flow").as_string(), "authorization_code");
+  EXPECT_TRUE(absl::StrContains(std::string(s.at("authUrl").as_string()), "code_challenge="));
+  const std::string state(s.at("state").as_string());
+  auto done = h.Admin("POST", "/api/oauth/claude-code/exchange",
+                      absl::StrCat(R"({"state":")", state, R"(","code":"the-code#)", state, R"("})"));
+  ASSERT_EQ(done.status(), 201) << done.body();
+  EXPECT_FALSE(absl::StrContains(done.body(), "at-first"));
+  EXPECT_EQ(h.Admin("POST", "/api/oauth/claude-code/exchange",
+                    absl::StrCat(R"({"state":")", state, R"(","code":"again"})"))
+                .status(),
+            404);  // a flow finishes once
+
+  // Ten callers with a token about to expire: one refresh, every caller gets the new token.
+  std::vector<std::future<absl::StatusOr<v1::Credential>>> calls;
+  for (int i = 0; i < 10; ++i) {
+    calls.push_back(std::async(std::launch::async, [&] { return h.Credential("claude-code:max"); }));
+  }
+  for (auto& f : calls) {
+    auto c = f.get();
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(Headers(*c)["authorization"], "Bearer at-refreshed-1");
+  }
+  EXPECT_EQ(http.refreshes.load(), 1);
+
+  // A 401 upstream with the current token: one more refresh; a stale report: none.
+  auto current = *h.Credential("claude-code:max");
+  auto after401 = h.Credential("claude-code:max", true, current.token_sha256());
+  ASSERT_TRUE(after401.ok());
+  EXPECT_EQ(Headers(*after401)["authorization"], "Bearer at-refreshed-2");
+  auto stale = h.Credential("claude-code:max", true, current.token_sha256());
+  ASSERT_TRUE(stale.ok());
+  EXPECT_EQ(http.refreshes.load(), 2);
+
+  // A revoked refresh token: the connection needs a new login, and says so.
+  http.fail_refresh = true;
+  h.now_ms += 2 * 3600 * 1000;
+  auto expired = h.Credential("claude-code:max");
+  EXPECT_EQ(expired.status().code(), absl::StatusCode::kFailedPrecondition) << expired.status();
+  auto conn = h.Admin("GET", "/api/providers/claude-code:max");
+  EXPECT_EQ(Body(conn).at("status").as_string(), "needs_login") << conn.body();
+  EXPECT_FALSE(absl::StrContains(conn.body(), "at-refreshed"));
+  EXPECT_FALSE(absl::StrContains(conn.body(), "rt-2"));
 }
 
 }  // namespace

@@ -22,5 +22,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)edge::ParseGeminiPath(text, &model, &method);
   (void)edge::NormalizePath(text);
   (void)edge::PresentedKey(text, text, text, text);
+  // Headers and settings an untrusted caller or admin controls.
+  (void)edge::CookieValue(text, "auth_token");
+  (void)edge::JwtSubject(text);
+  (void)edge::IsAccountsAdminPath(text);
+  (void)edge::IsRouterAdminPath(text);
+  if (auto net = edge::ParseIpNetwork(text)) {
+    (void)net->Contains(net->base);
+  }
+  if (auto ip = edge::ParseIpAddress(text)) {
+    (void)edge::IpAccessRules::Parse({std::string(text)}, {}, nullptr).Allowed(ip);
+  }
   return 0;
 }

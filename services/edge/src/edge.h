@@ -21,6 +21,8 @@ struct EdgeServices {
   usage::UsagePtr usage;
   // True when router, accounts and translator complete their calls before returning
   // (in-process): the edge then skips the hop through its event loop and its caches.
+  // Accounts calls may still answer later (an OAuth refresh, the admin API); the edge
+  // handles both.
   bool in_process = false;
   // Whether the services can be reached; nullptr = always.
   std::function<bool()> ready;

@@ -1,6 +1,9 @@
 #include "gateway.h"
 
+#include <arpa/inet.h>
+
 #include <boost/json.hpp>
+#include <cstring>
 #include <random>
 
 #include "absl/strings/ascii.h"
@@ -367,5 +370,226 @@ std::string ChildTraceparent(std::string_view incoming) {
 }
 
 std::string NewRequestId() { return "req_" + RandomHexDigits(24); }
+
+Format FormatForPath(std::string_view path, bool anthropic_version) {
+  std::string model;
+  std::string method;
+  if (path == "/v1/responses" || absl::StartsWith(AV(path), "/v1/responses/")) {
+    return common::v1::FORMAT_OPENAI_RESPONSES;
+  }
+  if (path == "/v1/messages" || absl::StartsWith(AV(path), "/v1/messages/")) {
+    return common::v1::FORMAT_ANTHROPIC;
+  }
+  if (absl::StartsWith(AV(path), "/v1beta") || ParseGeminiPath(path, &model, &method)) {
+    return common::v1::FORMAT_GEMINI;
+  }
+  return anthropic_version ? common::v1::FORMAT_ANTHROPIC : common::v1::FORMAT_OPENAI_CHAT;
+}
+
+std::string_view CookieValue(std::string_view cookie_header, std::string_view name) {
+  std::string_view rest = cookie_header;
+  while (!rest.empty()) {
+    const size_t semi = rest.find(';');
+    std::string_view pair = SV(absl::StripAsciiWhitespace(AV(rest.substr(0, semi))));
+    const size_t eq = pair.find('=');
+    if (eq != std::string_view::npos &&
+        SV(absl::StripTrailingAsciiWhitespace(AV(pair.substr(0, eq)))) == name) {
+      std::string_view value = SV(absl::StripLeadingAsciiWhitespace(AV(pair.substr(eq + 1))));
+      if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
+        value = value.substr(1, value.size() - 2);
+      }
+      return value;
+    }
+    if (semi == std::string_view::npos) break;
+    rest.remove_prefix(semi + 1);
+  }
+  return {};
+}
+
+std::string JwtSubject(std::string_view claims_json) {
+  json::error_code ec;
+  json::value v = json::parse(claims_json, ec);
+  if (ec || !v.is_object()) return {};
+  const json::value* sub = v.as_object().if_contains("sub");
+  if (!sub) return {};
+  if (sub->is_string()) return std::string(std::string_view(sub->get_string()));
+  if (sub->is_int64()) return std::to_string(sub->get_int64());
+  if (sub->is_uint64()) return std::to_string(sub->get_uint64());
+  return {};
+}
+
+namespace {
+
+// Whether `path` is `prefix` or below it.
+bool UnderPath(std::string_view path, std::string_view prefix) {
+  return path.starts_with(prefix) && (path.size() == prefix.size() || path[prefix.size()] == '/');
+}
+
+// /api/providers/{id}/routing
+bool IsProviderRoutingPath(std::string_view path) {
+  constexpr std::string_view kPrefix = "/api/providers/";
+  constexpr std::string_view kSuffix = "/routing";
+  if (!path.starts_with(kPrefix) || !path.ends_with(kSuffix)) return false;
+  const std::string_view id =
+      path.substr(kPrefix.size(), path.size() - kPrefix.size() - kSuffix.size());
+  return !id.empty() && id.find('/') == std::string_view::npos;
+}
+
+}  // namespace
+
+bool IsRouterAdminPath(std::string_view path) {
+  static constexpr std::string_view kRouterPaths[] = {
+      "/api/health",  "/api/resilience", "/api/routing",        "/api/settings/routing",
+      "/api/settings/resilience", "/api/combos", "/api/aliases", "/api/fallback-chains"};
+  if (IsProviderRoutingPath(path)) return true;
+  for (std::string_view prefix : kRouterPaths) {
+    if (UnderPath(path, prefix)) return true;
+  }
+  return false;
+}
+
+bool IsAccountsAdminPath(std::string_view path) {
+  static constexpr std::string_view kAccountsPaths[] = {
+      "/api/keys",  "/api/providers", "/api/provider-nodes",    "/api/provider-models",
+      "/api/oauth", "/api/auth",      "/api/settings/security"};
+  if (IsProviderRoutingPath(path)) return false;
+  for (std::string_view prefix : kAccountsPaths) {
+    if (UnderPath(path, prefix)) return true;
+  }
+  return false;
+}
+
+bool IsUnauthenticatedAdminRoute(std::string_view method, std::string_view path) {
+  return (method == "POST" && path == "/api/auth/login") ||
+         (method == "GET" && path == "/api/oauth/callback");
+}
+
+std::chrono::milliseconds CredentialCacheTtl(int64_t expires_at_ms, int64_t now_ms,
+                                             std::chrono::milliseconds default_ttl) {
+  if (expires_at_ms <= 0) return default_ttl;
+  return std::chrono::milliseconds(std::max<int64_t>(0, expires_at_ms - 60000 - now_ms));
+}
+
+std::optional<IpAddress> ParseIpAddress(std::string_view text) {
+  text = SV(absl::StripAsciiWhitespace(AV(text)));
+  if (text.size() >= 2 && text.front() == '[' && text.back() == ']') {
+    text = text.substr(1, text.size() - 2);
+  }
+  if (const size_t zone = text.find('%'); zone != std::string_view::npos) {
+    text = text.substr(0, zone);
+  }
+  if (text.empty() || text.size() > 45) return std::nullopt;
+  const std::string z(text);  // inet_pton wants a terminated string
+  IpAddress ip;
+  if (z.find(':') == std::string::npos) {
+    if (inet_pton(AF_INET, z.c_str(), ip.bytes.data()) != 1) return std::nullopt;
+    ip.v4 = true;
+    return ip;
+  }
+  if (inet_pton(AF_INET6, z.c_str(), ip.bytes.data()) != 1) return std::nullopt;
+  static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (std::memcmp(ip.bytes.data(), kMapped, sizeof(kMapped)) == 0) {
+    IpAddress v4;
+    v4.v4 = true;
+    std::memcpy(v4.bytes.data(), ip.bytes.data() + 12, 4);
+    return v4;
+  }
+  return ip;
+}
+
+namespace {
+
+// Clears the bits of `ip` past `prefix`.
+void MaskTo(IpAddress& ip, int prefix) {
+  const int total = ip.v4 ? 32 : 128;
+  for (int bit = prefix; bit < total; ++bit) {
+    ip.bytes[bit / 8] &= static_cast<uint8_t>(~(0x80u >> (bit % 8)));
+  }
+}
+
+}  // namespace
+
+bool IpNetwork::Contains(const IpAddress& ip) const {
+  if (ip.v4 != base.v4) return false;
+  const int full = prefix / 8;
+  if (std::memcmp(ip.bytes.data(), base.bytes.data(), static_cast<size_t>(full)) != 0) {
+    return false;
+  }
+  const int rest = prefix % 8;
+  if (rest == 0) return true;
+  const uint8_t mask = static_cast<uint8_t>(0xff00u >> rest);
+  return (ip.bytes[full] & mask) == base.bytes[full];
+}
+
+std::optional<IpNetwork> ParseIpNetwork(std::string_view text) {
+  text = SV(absl::StripAsciiWhitespace(AV(text)));
+  const size_t slash = text.find('/');
+  // The address of a CIDR written "[v6]/n" or "v6/n" (brackets dropped by ParseIpAddress).
+  std::optional<IpAddress> address = ParseIpAddress(text.substr(0, slash));
+  if (!address) return std::nullopt;
+  // A mapped IPv6 block parsed as IPv4 counts its prefix from the IPv4 part.
+  const bool written_v6 = text.substr(0, slash).find(':') != std::string_view::npos;
+  IpNetwork net;
+  net.base = *address;
+  const int total = address->v4 ? 32 : 128;
+  net.prefix = total;
+  if (slash != std::string_view::npos) {
+    std::string_view digits = text.substr(slash + 1);
+    if (digits.empty() || digits.size() > 3) return std::nullopt;
+    int prefix = 0;
+    for (char c : digits) {
+      if (c < '0' || c > '9') return std::nullopt;
+      prefix = prefix * 10 + (c - '0');
+    }
+    if (address->v4 && written_v6) {
+      if (prefix > 128) return std::nullopt;
+      if (prefix < 96) {
+        // Wider than the mapped range: an IPv6 block after all.
+        net.base = IpAddress();
+        net.base.bytes[10] = 0xff;
+        net.base.bytes[11] = 0xff;
+        std::memcpy(net.base.bytes.data() + 12, address->bytes.data(), 4);
+        net.prefix = prefix;
+        MaskTo(net.base, prefix);
+        return net;
+      }
+      prefix -= 96;
+    }
+    if (prefix > total) return std::nullopt;
+    net.prefix = prefix;
+  }
+  MaskTo(net.base, net.prefix);
+  return net;
+}
+
+IpAccessRules IpAccessRules::Parse(const std::vector<std::string>& allowlist,
+                                   const std::vector<std::string>& denylist,
+                                   std::vector<std::string>* invalid) {
+  IpAccessRules rules;
+  auto add = [invalid](const std::vector<std::string>& entries, std::vector<IpNetwork>* out) {
+    for (const std::string& entry : entries) {
+      if (std::optional<IpNetwork> net = ParseIpNetwork(entry)) {
+        out->push_back(*net);
+      } else if (invalid) {
+        invalid->push_back(entry);
+      }
+    }
+  };
+  add(allowlist, &rules.allow_);
+  add(denylist, &rules.deny_);
+  return rules;
+}
+
+bool IpAccessRules::Allowed(const std::optional<IpAddress>& ip) const {
+  if (!ip) return allow_.empty();
+  for (const IpNetwork& net : deny_) {
+    if (net.Contains(*ip)) return false;
+  }
+  if (allow_.empty()) return true;
+  for (const IpNetwork& net : allow_) {
+    if (net.Contains(*ip)) return true;
+  }
+  return false;
+}
 
 }  // namespace omniroute::edge

@@ -1,13 +1,18 @@
 #pragma once
 
+#include <array>
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <boost/json/value.hpp>
 
 #include "absl/status/statusor.h"
 #include "common/format.h"
+#include "common/strings.h"
 
 namespace omniroute::edge {
 
@@ -81,5 +86,90 @@ std::string ChildTraceparent(std::string_view incoming);
 
 // A new request id: "req_" + 24 hex characters, unique enough across replicas.
 std::string NewRequestId();
+
+// The client format a request's errors take before its route is known (a refused client
+// IP): from the path, else Anthropic when the client sent `anthropic-version`, else OpenAI.
+Format FormatForPath(std::string_view path, bool anthropic_version);
+
+// ---- Admin API ----
+
+// The value of cookie `name` in a Cookie header ("a=1; auth_token=xyz"), or empty.
+std::string_view CookieValue(std::string_view cookie_header, std::string_view name);
+
+// The "sub" claim of a verified JWT's claims (a string, or a number as text); empty when
+// there is none or the claims are not a JSON object.
+std::string JwtSubject(std::string_view claims_json);
+
+// The routing admin API, served by the router: combos, aliases, fallback chains, routing
+// and resilience settings, health, resets, /api/providers/{id}/routing.
+bool IsRouterAdminPath(std::string_view path);
+
+// The accounts admin API: /api/keys, /api/providers (but not /api/providers/{id}/routing),
+// /api/provider-nodes, /api/provider-models, /api/oauth, /api/auth, /api/settings/security,
+// each with its sub-paths.
+bool IsAccountsAdminPath(std::string_view path);
+
+// The admin routes open without credentials: the dashboard login and the browser's return
+// from an OAuth flow (whose `state` is the secret).
+bool IsUnauthenticatedAdminRoute(std::string_view method, std::string_view path);
+
+// ---- Client key policy ----
+
+// Whether a key whose allowed-model patterns are `patterns` (`*`, `?`, case-insensitive;
+// none = every model) may call `model`, as the client wrote it.
+template <typename Patterns>
+bool ModelAllowed(const Patterns& patterns, std::string_view model) {
+  if (patterns.empty()) return true;
+  for (const auto& pattern : patterns) {
+    if (GlobMatch(pattern, model)) return true;
+  }
+  return false;
+}
+
+// How long the edge may cache a provider credential: until 60 s before `expires_at_ms`
+// when set (zero or less: do not cache), else `default_ttl`.
+std::chrono::milliseconds CredentialCacheTtl(int64_t expires_at_ms, int64_t now_ms,
+                                             std::chrono::milliseconds default_ttl);
+
+// ---- Client IP access control ----
+
+// An IPv4 address (also the IPv4 inside an IPv4-mapped IPv6 address) or an IPv6 address.
+struct IpAddress {
+  bool v4 = false;
+  std::array<uint8_t, 16> bytes{};  // IPv4: the first 4
+};
+
+// "192.0.2.1", "2001:db8::1", "::ffff:192.0.2.1" (an IPv4 address); a "%zone" suffix and
+// surrounding brackets are ignored. nullopt when `text` is not an address.
+std::optional<IpAddress> ParseIpAddress(std::string_view text);
+
+// A CIDR block; a plain address is a /32 (IPv4) or /128 (IPv6) block.
+struct IpNetwork {
+  IpAddress base;  // host bits cleared
+  int prefix = 0;
+  bool Contains(const IpAddress& ip) const;
+};
+
+// "10.0.0.0/8", "2001:db8::/32", "192.0.2.7". An IPv4-mapped IPv6 block of /96 or longer
+// is the IPv4 block it maps. nullopt for anything else.
+std::optional<IpNetwork> ParseIpNetwork(std::string_view text);
+
+// The client IP rules of the access settings, parsed once per settings version.
+class IpAccessRules {
+ public:
+  // Entries that do not parse are left out and listed in `invalid` (when not null).
+  static IpAccessRules Parse(const std::vector<std::string>& allowlist,
+                             const std::vector<std::string>& denylist,
+                             std::vector<std::string>* invalid);
+
+  // Not in the denylist, and in the allowlist unless that is empty. An unknown address
+  // (nullopt) passes only when there is no allowlist.
+  bool Allowed(const std::optional<IpAddress>& ip) const;
+  bool empty() const { return allow_.empty() && deny_.empty(); }
+
+ private:
+  std::vector<IpNetwork> allow_;
+  std::vector<IpNetwork> deny_;
+};
 
 }  // namespace omniroute::edge

@@ -158,5 +158,163 @@ TEST(GatewayTest, RequestIdsAreUnique) {
   EXPECT_EQ(NewRequestId().size(), 28u);
 }
 
+TEST(GatewayTest, FormatForPathBeforeTheRouteIsKnown) {
+  EXPECT_EQ(FormatForPath("/v1/chat/completions", false), common::v1::FORMAT_OPENAI_CHAT);
+  EXPECT_EQ(FormatForPath("/v1/responses", false), common::v1::FORMAT_OPENAI_RESPONSES);
+  EXPECT_EQ(FormatForPath("/v1/messages", false), common::v1::FORMAT_ANTHROPIC);
+  EXPECT_EQ(FormatForPath("/v1/messages/count_tokens", false), common::v1::FORMAT_ANTHROPIC);
+  EXPECT_EQ(FormatForPath("/v1beta/models/gemini-2.5-pro:generateContent", false),
+            common::v1::FORMAT_GEMINI);
+  EXPECT_EQ(FormatForPath("/v1/models/g:streamGenerateContent", false),
+            common::v1::FORMAT_GEMINI);
+  EXPECT_EQ(FormatForPath("/nowhere", true), common::v1::FORMAT_ANTHROPIC);
+  EXPECT_EQ(FormatForPath("/api/keys", false), common::v1::FORMAT_OPENAI_CHAT);
+}
+
+TEST(GatewayTest, CookieValue) {
+  EXPECT_EQ(CookieValue("auth_token=abc.def.ghi", "auth_token"), "abc.def.ghi");
+  EXPECT_EQ(CookieValue("theme=dark; auth_token=x1;other=2", "auth_token"), "x1");
+  EXPECT_EQ(CookieValue("a=1;  auth_token = \"q\" ", "auth_token"), "q");
+  EXPECT_EQ(CookieValue("xauth_token=1; auth_token_old=2", "auth_token"), "");
+  EXPECT_EQ(CookieValue("", "auth_token"), "");
+  EXPECT_EQ(CookieValue("auth_token", "auth_token"), "");
+}
+
+TEST(GatewayTest, JwtSubject) {
+  EXPECT_EQ(JwtSubject(R"({"sub":"admin","exp":1})"), "admin");
+  EXPECT_EQ(JwtSubject(R"({"sub":42})"), "42");
+  EXPECT_EQ(JwtSubject(R"({"exp":1})"), "");
+  EXPECT_EQ(JwtSubject(R"({"sub":{"a":1}})"), "");
+  EXPECT_EQ(JwtSubject("not json"), "");
+}
+
+TEST(GatewayTest, AdminRoutesBelongToTheirService) {
+  for (std::string_view p :
+       {"/api/keys", "/api/keys/k1", "/api/keys/k1/reveal", "/api/providers",
+        "/api/providers/openai:main", "/api/providers/openai:main/test", "/api/provider-nodes",
+        "/api/provider-nodes/n1", "/api/provider-models", "/api/provider-models/openai",
+        "/api/oauth/claude/start", "/api/oauth/callback", "/api/auth/login", "/api/auth/logout",
+        "/api/settings/security"}) {
+    EXPECT_TRUE(IsAccountsAdminPath(p)) << p;
+    EXPECT_FALSE(IsRouterAdminPath(p)) << p;
+  }
+  for (std::string_view p : {"/api/providers/openai/routing", "/api/combos", "/api/combos/c1",
+                             "/api/aliases", "/api/settings/routing", "/api/health"}) {
+    EXPECT_TRUE(IsRouterAdminPath(p)) << p;
+    EXPECT_FALSE(IsAccountsAdminPath(p)) << p;
+  }
+  for (std::string_view p : {"/api/keysx", "/api/usage/self", "/api/pricing", "/api/settings",
+                             "/api/providersx", "/api/settings/securityx"}) {
+    EXPECT_FALSE(IsAccountsAdminPath(p)) << p;
+  }
+  EXPECT_TRUE(IsUnauthenticatedAdminRoute("POST", "/api/auth/login"));
+  EXPECT_TRUE(IsUnauthenticatedAdminRoute("GET", "/api/oauth/callback"));
+  EXPECT_FALSE(IsUnauthenticatedAdminRoute("GET", "/api/auth/login"));
+  EXPECT_FALSE(IsUnauthenticatedAdminRoute("POST", "/api/auth/logout"));
+  EXPECT_FALSE(IsUnauthenticatedAdminRoute("GET", "/api/oauth/claude/start"));
+}
+
+TEST(GatewayTest, ModelAllowedByPatterns) {
+  const std::vector<std::string> none;
+  EXPECT_TRUE(ModelAllowed(none, "anything"));
+  const std::vector<std::string> patterns = {"gpt-4o*", "anthropic/claude-?-haiku", "glm/*"};
+  EXPECT_TRUE(ModelAllowed(patterns, "gpt-4o-mini"));
+  EXPECT_TRUE(ModelAllowed(patterns, "GPT-4O"));
+  EXPECT_TRUE(ModelAllowed(patterns, "anthropic/claude-3-haiku"));
+  EXPECT_TRUE(ModelAllowed(patterns, "glm/glm-4.7"));
+  EXPECT_FALSE(ModelAllowed(patterns, "openai/gpt-4o"));
+  EXPECT_FALSE(ModelAllowed(patterns, "anthropic/claude-3-opus"));
+  EXPECT_FALSE(ModelAllowed(patterns, "o3"));
+}
+
+TEST(GatewayTest, CredentialCacheTtlStopsAMinuteBeforeExpiry) {
+  using std::chrono::milliseconds;
+  const milliseconds def(30000);
+  EXPECT_EQ(CredentialCacheTtl(0, 1000000, def), def);
+  EXPECT_EQ(CredentialCacheTtl(1000000 + 3600000, 1000000, def), milliseconds(3540000));
+  EXPECT_EQ(CredentialCacheTtl(1000000 + 30000, 1000000, def), milliseconds(0));
+  EXPECT_EQ(CredentialCacheTtl(500, 1000000, def), milliseconds(0));
+}
+
+TEST(GatewayTest, ParseIpAddress) {
+  auto v4 = ParseIpAddress("192.0.2.7");
+  ASSERT_TRUE(v4);
+  EXPECT_TRUE(v4->v4);
+  EXPECT_EQ(v4->bytes[0], 192);
+  EXPECT_EQ(v4->bytes[3], 7);
+  auto mapped = ParseIpAddress("::ffff:192.0.2.7");
+  ASSERT_TRUE(mapped);
+  EXPECT_TRUE(mapped->v4);
+  EXPECT_EQ(mapped->bytes, v4->bytes);
+  auto v6 = ParseIpAddress("[fe80::1%eth0]");
+  ASSERT_TRUE(v6);
+  EXPECT_FALSE(v6->v4);
+  EXPECT_EQ(v6->bytes[0], 0xfe);
+  EXPECT_EQ(v6->bytes[15], 1);
+  for (std::string_view bad : {"", "1.2.3", "1.2.3.256", "example.com", "1.2.3.4/8", "::g", ":"}) {
+    EXPECT_FALSE(ParseIpAddress(bad)) << bad;
+  }
+}
+
+TEST(GatewayTest, ParseIpNetwork) {
+  auto net = ParseIpNetwork("10.1.2.3/8");
+  ASSERT_TRUE(net);
+  EXPECT_EQ(net->prefix, 8);
+  EXPECT_EQ(net->base.bytes[1], 0);  // host bits cleared
+  EXPECT_TRUE(net->Contains(*ParseIpAddress("10.200.0.1")));
+  EXPECT_FALSE(net->Contains(*ParseIpAddress("11.0.0.1")));
+  EXPECT_FALSE(net->Contains(*ParseIpAddress("::a00:1")));  // IPv6 never matches IPv4 rules
+  auto host = ParseIpNetwork("192.0.2.7");
+  ASSERT_TRUE(host);
+  EXPECT_EQ(host->prefix, 32);
+  EXPECT_TRUE(host->Contains(*ParseIpAddress("192.0.2.7")));
+  EXPECT_FALSE(host->Contains(*ParseIpAddress("192.0.2.8")));
+  auto odd = ParseIpNetwork("172.16.0.0/12");
+  ASSERT_TRUE(odd);
+  EXPECT_TRUE(odd->Contains(*ParseIpAddress("172.31.255.255")));
+  EXPECT_FALSE(odd->Contains(*ParseIpAddress("172.32.0.0")));
+  auto v6 = ParseIpNetwork("2001:db8::/32");
+  ASSERT_TRUE(v6);
+  EXPECT_TRUE(v6->Contains(*ParseIpAddress("2001:db8:ffff::1")));
+  EXPECT_FALSE(v6->Contains(*ParseIpAddress("2001:db9::1")));
+  auto v6host = ParseIpNetwork("2001:db8::1");
+  ASSERT_TRUE(v6host);
+  EXPECT_EQ(v6host->prefix, 128);
+  auto mapped = ParseIpNetwork("::ffff:10.0.0.0/104");
+  ASSERT_TRUE(mapped);
+  EXPECT_TRUE(mapped->base.v4);
+  EXPECT_EQ(mapped->prefix, 8);
+  EXPECT_TRUE(mapped->Contains(*ParseIpAddress("10.9.9.9")));
+  auto all = ParseIpNetwork("0.0.0.0/0");
+  ASSERT_TRUE(all);
+  EXPECT_TRUE(all->Contains(*ParseIpAddress("203.0.113.1")));
+  for (std::string_view bad : {"10.0.0.0/33", "2001:db8::/129", "10.0.0.0/", "10.0.0.0/x",
+                               "10.0.0.0/-1", "nonsense", "10.0.0.0/8/9"}) {
+    EXPECT_FALSE(ParseIpNetwork(bad)) << bad;
+  }
+}
+
+TEST(GatewayTest, IpAccessRules) {
+  std::vector<std::string> invalid;
+  IpAccessRules rules = IpAccessRules::Parse({"10.0.0.0/8", "2001:db8::/32", "bogus"},
+                                             {"10.6.6.6", "2001:db8:bad::/48"}, &invalid);
+  EXPECT_EQ(invalid, std::vector<std::string>{"bogus"});
+  EXPECT_FALSE(rules.empty());
+  EXPECT_TRUE(rules.Allowed(ParseIpAddress("10.1.1.1")));
+  EXPECT_TRUE(rules.Allowed(ParseIpAddress("::ffff:10.1.1.1")));  // mapped client, IPv4 rule
+  EXPECT_FALSE(rules.Allowed(ParseIpAddress("10.6.6.6")));         // denied wins
+  EXPECT_FALSE(rules.Allowed(ParseIpAddress("::ffff:10.6.6.6")));
+  EXPECT_FALSE(rules.Allowed(ParseIpAddress("192.168.1.1")));      // not in the allowlist
+  EXPECT_TRUE(rules.Allowed(ParseIpAddress("2001:db8:1::1")));
+  EXPECT_FALSE(rules.Allowed(ParseIpAddress("2001:db8:bad::1")));
+  EXPECT_FALSE(rules.Allowed(std::nullopt));
+
+  IpAccessRules deny_only = IpAccessRules::Parse({}, {"203.0.113.0/24"}, nullptr);
+  EXPECT_TRUE(deny_only.Allowed(ParseIpAddress("198.51.100.1")));
+  EXPECT_FALSE(deny_only.Allowed(ParseIpAddress("203.0.113.9")));
+  EXPECT_TRUE(deny_only.Allowed(std::nullopt));
+  EXPECT_TRUE(IpAccessRules::Parse({}, {}, nullptr).empty());
+}
+
 }  // namespace
 }  // namespace omniroute::edge

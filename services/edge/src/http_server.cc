@@ -16,6 +16,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 #include <chrono>
+#include <future>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -25,6 +26,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/crypto.h"
 #include "common/log.h"
 #include "common/retry_hint.h"
 #include "common/strings.h"
@@ -46,6 +48,10 @@ using Request = http::request<http::string_body>;
 constexpr Format kOpenAi = common::v1::FORMAT_OPENAI_CHAT;
 constexpr size_t kMaxUpstreamBody = 64 * 1024 * 1024;
 constexpr int kMaxAttempts = 10;
+// How often the edge asks accounts whether the access settings changed.
+constexpr std::chrono::seconds kCatalogPollInterval{2};
+// Credentials without an expiry are cached this long (a rotated API key reaches the edge).
+constexpr std::chrono::seconds kCredentialCacheTtl{30};
 
 // Note for every coroutine here: g++ 12 destroys twice a temporary made by a conditional
 // expression (a ? std::string : "...") inside a co_await statement. Build such values in a
@@ -105,6 +111,10 @@ class TtlCache {
     if (map_.size() > 10000) map_.clear();
     map_[key] = {std::move(value), Clock::now() + ttl};
   }
+  void Erase(const std::string& key) {
+    std::lock_guard<std::mutex> lock(mu_);
+    map_.erase(key);
+  }
 
  private:
   std::mutex mu_;
@@ -118,6 +128,7 @@ struct RequestLog {
   int status = 0;
   std::string error_code;
   std::string client_key_id;
+  std::string team;        // the client key's team label
   std::string session_id;  // the client's sticky session, echoed as X-OmniRoute-Session-Id
   std::string provider;
   std::string connection_id;
@@ -139,12 +150,20 @@ struct Worker {
   std::thread thread;
 };
 
+// The client end of a connection, read once when it is accepted.
+struct Peer {
+  std::string ip;                     // as text, for the admin API's login limiter
+  std::optional<IpAddress> address;   // for the access rules; nullopt when unknown
+};
+
 // One client request being served.
 struct Exchange {
   beast::tcp_stream& stream;
   Worker& worker;
   Request& req;
+  const Peer& peer;
   RequestLog log;
+  std::optional<accounts::v1::ClientKey> key;  // the client key, once authenticated
   Format format = kOpenAi;  // the client's API: answers and errors take its shape
   Clock::time_point start = Clock::now();
   std::string path;  // normalised, without the query (which may carry a key)
@@ -186,6 +205,44 @@ net::awaitable<absl::StatusOr<T>> AwaitPending(std::shared_ptr<Pending<T>> pendi
   co_return std::move(*pending->result);
 }
 
+// The state of one AwaitCall. The timer is made only when the answer comes later.
+template <typename T>
+struct CallState {
+  std::optional<absl::StatusOr<T>> result;
+  std::optional<net::steady_timer> timer;
+  bool starting = true;  // the call is being started on the caller's thread
+};
+
+// Runs a service call that may complete before returning (in-process) or later on another
+// thread (gRPC, or an in-process service working on its own pool), and resumes on the
+// caller's executor (one thread per event loop): an answer given inline is taken directly,
+// a later one is posted back.
+template <typename T, typename Start>
+net::awaitable<absl::StatusOr<T>> AwaitCall(Start start) {
+  net::any_io_executor ex = co_await net::this_coro::executor;
+  auto state = std::make_shared<CallState<T>>();
+  const std::thread::id caller = std::this_thread::get_id();
+  start([state, caller, ex](absl::StatusOr<T> r) mutable {
+    // Another thread never reads `starting` (the thread test comes first).
+    if (std::this_thread::get_id() == caller && state->starting) {
+      state->result = std::move(r);
+      return;
+    }
+    // Runs on the caller's event loop, so after the coroutine below has suspended.
+    net::post(ex, [state, r = std::move(r)]() mutable {
+      state->result = std::move(r);
+      if (state->timer) state->timer->cancel();
+    });
+  });
+  state->starting = false;
+  if (!state->result) {
+    state->timer.emplace(ex, net::steady_timer::time_point::max());
+    co_await state->timer->async_wait(kAwait);
+  }
+  if (!state->result) co_return absl::CancelledError("the call did not complete");
+  co_return std::move(*state->result);
+}
+
 // How one upstream attempt ended.
 struct AttemptResult {
   enum Kind {
@@ -217,6 +274,20 @@ struct EdgeServer::Impl {
   std::mutex endpoints_mu;
   std::unordered_map<std::string, UpstreamEndpoint> endpoints;
 
+  // The client IP rules of the latest access settings (null: none), read per request. The
+  // catalog poll runs on workers[0] and alone touches the catalog_* members after Start.
+  std::atomic<bool> has_access_rules{false};
+  std::atomic<std::shared_ptr<const IpAccessRules>> access_rules;
+  int64_t catalog_version = 0;
+  bool catalog_failing = false;
+  std::optional<net::steady_timer> catalog_timer;
+  // Lets a late catalog answer find out that the event loops are gone.
+  struct CatalogGuard {
+    std::mutex mu;
+    bool stopped = false;
+  };
+  std::shared_ptr<CatalogGuard> catalog_guard = std::make_shared<CatalogGuard>();
+
   Impl(ConfigPtr c, EdgeServices s, std::string m)
       : config(std::move(c)), services(std::move(s)), mode(std::move(m)) {
     tls.set_default_verify_paths();
@@ -225,13 +296,23 @@ struct EdgeServer::Impl {
 
   net::awaitable<void> Accept();
   net::awaitable<void> Session(tcp::socket socket, Worker& worker);
-  net::awaitable<bool> Handle(beast::tcp_stream& stream, Worker& worker, Request& req);
+  net::awaitable<bool> Handle(beast::tcp_stream& stream, Worker& worker, Request& req,
+                              const Peer& peer);
   net::awaitable<bool> Route(Exchange& x, const std::string& path);
-  net::awaitable<bool> Admin(Exchange& x, const std::string& path);
+  net::awaitable<bool> Admin(Exchange& x, const std::string& path, const std::string& actor);
+  net::awaitable<bool> AccountsAdmin(Exchange& x, const std::string& path,
+                                     const std::string& actor);
   net::awaitable<bool> Models(Exchange& x, bool gemini_shape);
   net::awaitable<std::optional<bool>> Authenticate(Exchange& x, bool required);
   net::awaitable<bool> UsageAdmin(Exchange& x, const std::string& path, bool is_admin);
   bool AdminKeyPresented(const Request& req) const;
+  std::string AdminActor(const Request& req) const;
+  bool ClientIpAllowed(const Peer& peer) const;
+  void ApplyCatalog(const absl::StatusOr<accounts::v1::Catalog>& catalog);
+  void PollCatalog();
+  void ScheduleCatalogPoll();
+  net::awaitable<absl::StatusOr<accounts::v1::Credential>> FetchCredential(
+      const std::string& connection_id, const accounts::v1::Credential* refused);
   net::awaitable<bool> Proxy(Exchange& x, ChatRequestInfo& info);
   net::awaitable<AttemptResult> Attempt(Exchange& x, ChatRequestInfo& info,
                                         const router::v1::Candidate& cand, bool last_candidate);
@@ -283,6 +364,21 @@ bool Retryable(int status) {
          status >= 500;
 }
 
+// Whether a refreshed credential is still the one the upstream refused.
+bool SameCredential(const accounts::v1::Credential& a, const accounts::v1::Credential& b) {
+  if (!a.token_sha256().empty() || !b.token_sha256().empty()) {
+    return a.token_sha256() == b.token_sha256() && a.base_url() == b.base_url();
+  }
+  if (a.base_url() != b.base_url() || a.headers_size() != b.headers_size()) return false;
+  for (int i = 0; i < a.headers_size(); ++i) {
+    if (a.headers(i).name() != b.headers(i).name() ||
+        a.headers(i).value() != b.headers(i).value()) {
+      return false;
+    }
+  }
+  return true;
+}
+
 std::string ErrorCodeFor(int status) {
   switch (status) {
     case 401:
@@ -331,6 +427,21 @@ absl::Status EdgeServer::Start() {
                      ": ", ec.message()));
   }
   s.bound_port = s.acceptor->local_endpoint().port();
+  if (s.services.accounts) {
+    // The access settings apply from the first request: wait briefly for them here (not an
+    // event loop), then poll them from workers[0].
+    auto first = std::make_shared<std::promise<absl::StatusOr<accounts::v1::Catalog>>>();
+    std::future<absl::StatusOr<accounts::v1::Catalog>> answer = first->get_future();
+    s.services.accounts->GetCatalog(
+        0, [first](absl::StatusOr<accounts::v1::Catalog> r) { first->set_value(std::move(r)); });
+    if (answer.wait_for(std::chrono::seconds(2)) == std::future_status::ready) {
+      s.ApplyCatalog(answer.get());
+    } else {
+      s.ApplyCatalog(absl::DeadlineExceededError("no answer from accounts within 2 s"));
+    }
+    s.catalog_timer.emplace(s.workers[0]->ioc);
+    s.ScheduleCatalogPoll();
+  }
   net::co_spawn(s.workers[0]->ioc, s.Accept(), net::detached);
   for (auto& w : s.workers) {
     Worker* raw = w.get();
@@ -350,6 +461,10 @@ void EdgeServer::Shutdown() {
   Impl& s = *impl_;
   if (s.stopped.exchange(true) || s.workers.empty()) return;
   s.draining = true;
+  {
+    std::lock_guard<std::mutex> lock(s.catalog_guard->mu);
+    s.catalog_guard->stopped = true;
+  }
   if (s.acceptor) {
     net::post(s.workers[0]->ioc, [&s] {
       beast::error_code ec;
@@ -371,6 +486,7 @@ void EdgeServer::Shutdown() {
     if (w->thread.joinable()) w->thread.join();
   }
   for (auto& w : s.workers) w->pool.reset();
+  s.catalog_timer.reset();
   s.acceptor.reset();
   s.workers.clear();
 }
@@ -391,6 +507,11 @@ net::awaitable<void> EdgeServer::Impl::Accept() {
 net::awaitable<void> EdgeServer::Impl::Session(tcp::socket socket, Worker& worker) {
   beast::error_code ignored;
   socket.set_option(tcp::no_delay(true), ignored);
+  Peer peer;
+  if (const tcp::endpoint remote = socket.remote_endpoint(ignored); !ignored) {
+    peer.ip = remote.address().to_string();
+    peer.address = ParseIpAddress(peer.ip);
+  }
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
   while (!draining) {
@@ -445,7 +566,7 @@ net::awaitable<void> EdgeServer::Impl::Session(tcp::socket socket, Worker& worke
     }
     stream.expires_never();
     Request req = parser.release();
-    const bool keep = co_await Handle(stream, worker, req);
+    const bool keep = co_await Handle(stream, worker, req, peer);
     if (!keep || !req.keep_alive()) break;
   }
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
@@ -453,10 +574,10 @@ net::awaitable<void> EdgeServer::Impl::Session(tcp::socket socket, Worker& worke
 
 // Serves one request; returns false when the connection must close.
 net::awaitable<bool> EdgeServer::Impl::Handle(beast::tcp_stream& stream, Worker& worker,
-                                              Request& req) {
+                                              Request& req, const Peer& peer) {
   in_flight++;
   metrics.InFlight(1);
-  Exchange x{stream, worker, req};
+  Exchange x{stream, worker, req, peer};
   x.log.request_id = NewRequestId();
   x.path = NormalizePath(req.target());
   x.traceparent = ChildTraceparent(Header(req, "traceparent"));
@@ -520,6 +641,12 @@ net::awaitable<bool> EdgeServer::Impl::Route(Exchange& x, const std::string& pat
     const int status = ready ? 200 : 503;
     co_return co_await Reply(x.stream, req, log, status, std::move(body));
   }
+  if (!ClientIpAllowed(x.peer)) {
+    log.route = "ip_denied";
+    x.format = FormatForPath(path, !Header(req, "anthropic-version").empty());
+    co_return co_await ReplyError(x.stream, req, log, x.format, 403,
+                                  "Your IP address is not allowed", "ip_not_allowed");
+  }
   if (path == "/metrics") {
     log.route = "metrics";
     router::v1::HealthRequest hreq;
@@ -535,16 +662,16 @@ net::awaitable<bool> EdgeServer::Impl::Route(Exchange& x, const std::string& pat
     co_return co_await Reply(x.stream, req, log, 200, std::move(text),
                              "text/plain; version=0.0.4; charset=utf-8");
   }
-  if (path == "/api/usage/self" && !AdminKeyPresented(x.req)) {
-    // The one /api route a client key opens: its own usage and budget. The answer is about
-    // one key, so a key is demanded even when /v1 does not require one.
-    log.route = "admin";
-    if (auto refused = co_await Authenticate(x, /*required=*/true)) co_return *refused;
-    co_return co_await UsageAdmin(x, path, /*is_admin=*/false);
-  }
   if (absl::StartsWith(path, "/api/") || path == "/api") {
     log.route = "admin";
-    co_return co_await Admin(x, path);
+    const std::string actor = AdminActor(req);
+    if (path == "/api/usage/self" && actor.empty()) {
+      // The one /api route a client key opens: its own usage and budget. The answer is
+      // about one key, so a key is demanded even when /v1 does not require one.
+      if (auto refused = co_await Authenticate(x, /*required=*/true)) co_return *refused;
+      co_return co_await UsageAdmin(x, path, /*is_admin=*/false);
+    }
+    co_return co_await Admin(x, path, actor);
   }
 
   // The client APIs.
@@ -624,6 +751,13 @@ net::awaitable<bool> EdgeServer::Impl::Route(Exchange& x, const std::string& pat
     co_return co_await ReplyError(x.stream, req, log, x.format, 400,
                                   SV(parsed.status().message()), "invalid_request_error");
   }
+  if (x.key && !ModelAllowed(x.key->allowed_models(), parsed->model)) {
+    log.requested_model = parsed->model;
+    const std::string message =
+        absl::StrCat("The model '", parsed->model, "' is not allowed for this API key");
+    co_return co_await ReplyError(x.stream, req, log, x.format, 403, message,
+                                  "model_not_allowed");
+  }
   if (count_tokens) {
     // An estimate (about four bytes a token), as no provider call is made.
     const size_t tokens = (req.body().size() + 3) / 4;
@@ -650,8 +784,7 @@ net::awaitable<std::optional<bool>> EdgeServer::Impl::Authenticate(Exchange& x, 
   std::optional<accounts::v1::ClientKey> cached;
   if (!services.in_process) cached = key_cache.Get(key);
   if (!cached) {
-    auto resolved = co_await Await<accounts::v1::ClientKey>(
-        services.in_process,
+    auto resolved = co_await AwaitCall<accounts::v1::ClientKey>(
         [&](auto cb) { services.accounts->ResolveClientKey(key, std::move(cb)); });
     if (!resolved.ok()) {
       const bool unknown = resolved.status().code() == absl::StatusCode::kNotFound;
@@ -667,7 +800,14 @@ net::awaitable<std::optional<bool>> EdgeServer::Impl::Authenticate(Exchange& x, 
     }
     cached = std::move(resolved).value();
   }
+  // A cached answer may outlive the key's expiry: check it on every request.
+  if (cached->expires_at_ms() > 0 && cached->expires_at_ms() < NowMs()) {
+    co_return co_await ReplyError(x.stream, x.req, x.log, x.format, 401,
+                                  "The API key provided has expired.", "invalid_api_key");
+  }
   x.log.client_key_id = cached->id();
+  x.log.team = cached->team();
+  x.key = std::move(cached);
   co_return std::nullopt;
 }
 
@@ -682,6 +822,7 @@ net::awaitable<bool> EdgeServer::Impl::Models(Exchange& x, bool gemini_shape) {
   if (gemini_shape) {
     json::array list;
     for (const auto& m : models->models()) {
+      if (x.key && !ModelAllowed(x.key->allowed_models(), m.id())) continue;
       list.push_back(json::object{
           {"name", absl::StrCat("models/", m.id())},
           {"displayName", m.id()},
@@ -692,6 +833,7 @@ net::awaitable<bool> EdgeServer::Impl::Models(Exchange& x, bool gemini_shape) {
   } else {
     json::array data;
     for (const auto& m : models->models()) {
+      if (x.key && !ModelAllowed(x.key->allowed_models(), m.id())) continue;
       data.push_back(json::object{
           {"id", m.id()}, {"object", "model"}, {"created", 0}, {"owned_by", m.owned_by()}});
     }
@@ -708,25 +850,105 @@ bool EdgeServer::Impl::AdminKeyPresented(const Request& req) const {
   return !presented.empty() && SecureEquals(presented, config->admin_key);
 }
 
-net::awaitable<bool> EdgeServer::Impl::Admin(Exchange& x, const std::string& path) {
-  if (!AdminKeyPresented(x.req)) {
+std::string EdgeServer::Impl::AdminActor(const Request& req) const {
+  if (AdminKeyPresented(req)) return "admin-key";
+  if (config->jwt_secret.empty()) return {};
+  // A dashboard session: the auth_token cookie (a browser may send several Cookie headers).
+  const int64_t now_s = NowMs() / 1000;
+  const auto [first, last] = req.equal_range(http::field::cookie);
+  for (auto field = first; field != last; ++field) {
+    const std::string_view token = CookieValue(std::string_view(field->value()), "auth_token");
+    if (token.empty()) continue;
+    absl::StatusOr<std::string> claims = crypto::VerifyJwt(token, config->jwt_secret, now_s);
+    if (!claims.ok()) continue;
+    std::string subject = JwtSubject(*claims);
+    if (!subject.empty()) return absl::StrCat("session:", subject);
+  }
+  return {};
+}
+
+bool EdgeServer::Impl::ClientIpAllowed(const Peer& peer) const {
+  if (!has_access_rules.load(std::memory_order_acquire)) return true;
+  const std::shared_ptr<const IpAccessRules> rules = access_rules.load(std::memory_order_acquire);
+  return !rules || rules->Allowed(peer.address);
+}
+
+void EdgeServer::Impl::ApplyCatalog(const absl::StatusOr<accounts::v1::Catalog>& catalog) {
+  if (!catalog.ok()) {
+    // The last settings stay in force; say so once per outage.
+    if (!catalog_failing) {
+      LogWarn("access settings not refreshed", {{"error", SV(catalog.status().message())}});
+      catalog_failing = true;
+    }
+    return;
+  }
+  if (catalog_failing) {
+    LogInfo("access settings refreshed");
+    catalog_failing = false;
+  }
+  if (catalog->not_modified()) return;
+  catalog_version = catalog->version();
+  const accounts::v1::AccessSettings& access = catalog->access();
+  const std::vector<std::string> allow(access.ip_allowlist().begin(), access.ip_allowlist().end());
+  const std::vector<std::string> deny(access.ip_denylist().begin(), access.ip_denylist().end());
+  std::vector<std::string> invalid;
+  auto rules = std::make_shared<const IpAccessRules>(IpAccessRules::Parse(allow, deny, &invalid));
+  for (const std::string& entry : invalid) {
+    LogWarn("ignoring an invalid IP access rule",
+            {{"entry", entry}, {"version", std::to_string(catalog_version)}});
+  }
+  if (rules->empty()) {
+    has_access_rules.store(false, std::memory_order_release);
+    access_rules.store(nullptr, std::memory_order_release);
+  } else {
+    access_rules.store(std::move(rules), std::memory_order_release);
+    has_access_rules.store(true, std::memory_order_release);
+  }
+}
+
+void EdgeServer::Impl::ScheduleCatalogPoll() {
+  catalog_timer->expires_after(kCatalogPollInterval);
+  catalog_timer->async_wait([this](beast::error_code ec) {
+    if (!ec && !draining) PollCatalog();
+  });
+}
+
+// On workers[0]. The answer comes inline (in-process) or on a gRPC thread: either way it is
+// posted back, so the poll never blocks the event loop and never runs re-entrantly.
+void EdgeServer::Impl::PollCatalog() {
+  net::any_io_executor ex = workers[0]->ioc.get_executor();
+  services.accounts->GetCatalog(
+      catalog_version,
+      [this, ex, guard = catalog_guard](absl::StatusOr<accounts::v1::Catalog> r) mutable {
+        std::lock_guard<std::mutex> lock(guard->mu);
+        if (guard->stopped) return;
+        net::post(ex, [this, r = std::move(r)]() {
+          ApplyCatalog(r);
+          if (!draining) ScheduleCatalogPoll();
+        });
+      });
+}
+
+net::awaitable<bool> EdgeServer::Impl::Admin(Exchange& x, const std::string& path,
+                                             const std::string& actor) {
+  const bool open_route =
+      IsUnauthenticatedAdminRoute(std::string_view(x.req.method_string()), path);
+  if (actor.empty() && !open_route) {
     co_return co_await ReplyError(
         x.stream, x.req, x.log, x.format, 401,
-        "Admin credentials required: Authorization: Bearer <OMNIROUTE_ADMIN_KEY>",
+        "Admin credentials required: Authorization: Bearer <OMNIROUTE_ADMIN_KEY>, or a "
+        "dashboard session",
         "unauthorized");
+  }
+  if (IsAccountsAdminPath(path)) co_return co_await AccountsAdmin(x, path, actor);
+  if (actor.empty()) {
+    // Only accounts serves the open routes.
+    co_return co_await ReplyError(x.stream, x.req, x.log, x.format, 401,
+                                  "Admin credentials required", "unauthorized");
   }
   // The routing admin API is the router's: combos, aliases, fallback chains, routing and
   // resilience settings, health, resets.
-  static constexpr std::string_view kRouterPaths[] = {
-      "/api/health",  "/api/resilience", "/api/routing",        "/api/settings/routing",
-      "/api/settings/resilience", "/api/combos", "/api/aliases", "/api/fallback-chains"};
-  bool routing_admin = path.starts_with("/api/providers/") && path.ends_with("/routing");
-  for (std::string_view prefix : kRouterPaths) {
-    if (path.starts_with(prefix) && (path.size() == prefix.size() || path[prefix.size()] == '/')) {
-      routing_admin = true;
-    }
-  }
-  if (routing_admin) {
+  if (IsRouterAdminPath(path)) {
     router::v1::AdminRequest areq;
     areq.set_method(std::string(x.req.method_string()));
     areq.set_path(path);
@@ -745,6 +967,47 @@ net::awaitable<bool> EdgeServer::Impl::Admin(Exchange& x, const std::string& pat
   if (usage::IsUsageAdminPath(path)) co_return co_await UsageAdmin(x, path, true);
   const std::string message = absl::StrCat("Unknown admin route ", path);
   co_return co_await ReplyError(x.stream, x.req, x.log, x.format, 404, message, "not_found");
+}
+
+// The accounts admin API: keys, providers, nodes, models, OAuth flows, login, security.
+// `actor` is empty on the open routes (login, OAuth callback).
+net::awaitable<bool> EdgeServer::Impl::AccountsAdmin(Exchange& x, const std::string& path,
+                                                     const std::string& actor) {
+  accounts::v1::AdminRequest areq;
+  areq.set_method(std::string(x.req.method_string()));
+  areq.set_path(path);
+  if (const size_t q = x.req.target().find('?'); q != std::string_view::npos) {
+    areq.set_query(std::string(x.req.target().substr(q + 1)));
+  }
+  areq.set_body(x.req.body());
+  areq.set_client_ip(x.peer.ip);
+  areq.set_actor(actor);
+  auto answer = co_await AwaitCall<accounts::v1::AdminResponse>(
+      [&](auto cb) { services.accounts->Admin(areq, std::move(cb)); });
+  if (!answer.ok()) {
+    const int status = HttpStatusFromStatus(answer.status());
+    co_return co_await ReplyError(x.stream, x.req, x.log, x.format, status,
+                                  SV(answer.status().message()));
+  }
+  const int status = answer->status() > 0 ? answer->status() : 200;
+  http::response<http::string_body> res{static_cast<http::status>(status), x.req.version()};
+  res.set(http::field::content_type, "application/json");
+  res.set(http::field::cache_control, "no-store");
+  res.set("x-request-id", x.log.request_id);
+  for (const auto& h : answer->headers()) {
+    // Several Set-Cookie headers may come; the content type replaces the default.
+    if (absl::EqualsIgnoreCase(h.name(), "content-type")) {
+      res.set(http::field::content_type, h.value());
+    } else {
+      res.insert(h.name(), h.value());
+    }
+  }
+  res.keep_alive(x.req.keep_alive());
+  res.body() = std::move(*answer->mutable_body());
+  res.prepare_payload();
+  x.log.status = status;
+  auto [ec, n] = co_await http::async_write(x.stream, res, kAwait);
+  co_return !ec;
 }
 
 // The usage service's admin API: usage, budgets, pricing, database backups. A client key
@@ -782,6 +1045,35 @@ net::awaitable<bool> EdgeServer::Impl::UsageAdmin(Exchange& x, const std::string
   co_return !ec;
 }
 
+// A connection's credential: the cached copy (distributed edge) or a fresh answer. With
+// `refused`, the upstream refused that credential (401): accounts refreshes it unless
+// another caller already did, and the cached copy goes.
+net::awaitable<absl::StatusOr<accounts::v1::Credential>> EdgeServer::Impl::FetchCredential(
+    const std::string& connection_id, const accounts::v1::Credential* refused) {
+  const bool cache = !services.in_process;
+  if (refused == nullptr && cache) {
+    if (std::optional<accounts::v1::Credential> cached = credential_cache.Get(connection_id)) {
+      co_return std::move(*cached);
+    }
+  }
+  accounts::v1::GetCredentialRequest creq;
+  creq.set_connection_id(connection_id);
+  if (refused != nullptr) {
+    creq.set_refresh(true);
+    creq.set_failed_token_sha256(refused->token_sha256());
+    if (cache) credential_cache.Erase(connection_id);
+  }
+  auto got = co_await AwaitCall<accounts::v1::Credential>(
+      [&](auto cb) { services.accounts->GetCredential(creq, std::move(cb)); });
+  if (got.ok() && cache) {
+    // An expiring token is used until a minute before its expiry, then fetched again.
+    const std::chrono::milliseconds ttl =
+        CredentialCacheTtl(got->expires_at_ms(), NowMs(), kCredentialCacheTtl);
+    if (ttl.count() > 0) credential_cache.Put(connection_id, *got, ttl);
+  }
+  co_return got;
+}
+
 absl::StatusOr<UpstreamEndpoint> EdgeServer::Impl::Endpoint(const std::string& base_url) {
   std::lock_guard<std::mutex> lock(endpoints_mu);
   auto it = endpoints.find(base_url);
@@ -814,9 +1106,15 @@ net::awaitable<bool> EdgeServer::Impl::Proxy(Exchange& x, ChatRequestInfo& info)
   usage::v1::ReserveRequest reserve_req;
   reserve_req.set_request_id(log.request_id);
   reserve_req.set_client_key_id(log.client_key_id);
+  reserve_req.set_team(log.team);
   reserve_req.set_model(info.model);
   reserve_req.set_estimated_input_tokens(static_cast<int64_t>(x.req.body().size() / 4));
   reserve_req.set_max_output_tokens(MaxOutputTokens(info));
+  if (x.key) {
+    // Counted by the usage service, so the limits hold across every edge replica.
+    reserve_req.set_rpm_limit(x.key->rpm_limit());
+    reserve_req.set_tpm_limit(x.key->tpm_limit());
+  }
   auto reservation = StartCall<usage::v1::Reservation>(
       x.stream.get_executor(),
       [&](auto cb) { services.usage->Reserve(reserve_req, std::move(cb)); });
@@ -886,13 +1184,16 @@ net::awaitable<bool> EdgeServer::Impl::Proxy(Exchange& x, ChatRequestInfo& info)
   }
 
   if (reserved.ok() && !reserved->allowed()) {
-    // Over budget: 429 in the client's format, naming the limit, the spend and the reset.
-    HttpError err = MakeHttpError(x.format, 429, reserved->message(), "budget_exceeded");
-    log.error_code = "budget_exceeded";
-    metrics.Unavailable("budget_exceeded");
+    // Over budget or over the key's rate limits: 429 in the client's format, naming the
+    // limit and when to retry.
+    std::string code = "budget_exceeded";
+    if (reserved->code() == "rate_limit_exceeded") code = "rate_limit_exceeded";
+    HttpError err = MakeHttpError(x.format, 429, reserved->message(), code);
+    log.error_code = code;
+    metrics.Unavailable(code);
+    std::string retry_after = std::to_string(std::max<int64_t>(1, reserved->retry_after_seconds()));
     co_return co_await Reply(x.stream, x.req, log, err.status, std::move(err.body),
-                             "application/json", "retry-after",
-                             std::to_string(std::max<int64_t>(1, reserved->retry_after_seconds())));
+                             "application/json", "retry-after", std::move(retry_after));
   }
 
   // Try the candidates in order until one answers. A paced candidate after the first needs
@@ -967,20 +1268,11 @@ net::awaitable<AttemptResult> EdgeServer::Impl::Attempt(Exchange& x, ChatRequest
   AttemptResult result;
 
   // Credential.
-  std::optional<accounts::v1::Credential> cred;
-  if (!services.in_process) cred = credential_cache.Get(cand.connection_id());
-  if (!cred) {
-    auto got = co_await Await<accounts::v1::Credential>(services.in_process, [&](auto cb) {
-      services.accounts->GetCredential(cand.connection_id(), std::move(cb));
-    });
-    if (!got.ok()) {
-      result.error = got.status();
-      co_return result;
-    }
-    if (!services.in_process) {
-      credential_cache.Put(cand.connection_id(), *got, std::chrono::seconds(30));
-    }
-    cred = std::move(got).value();
+  absl::StatusOr<accounts::v1::Credential> cred = co_await FetchCredential(cand.connection_id(),
+                                                                           nullptr);
+  if (!cred.ok()) {
+    result.error = cred.status();
+    co_return result;
   }
 
   // Body and path in the provider's format.
@@ -1017,46 +1309,71 @@ net::awaitable<AttemptResult> EdgeServer::Impl::Attempt(Exchange& x, ChatRequest
     upstream_path = tout->path();
   }
 
-  auto endpoint = Endpoint(cand.base_url());
-  if (!endpoint.ok()) {
-    result.error = endpoint.status();
-    co_return result;
-  }
-  Request up{http::verb::post, endpoint->base_path + upstream_path, 11};
+  Request up{http::verb::post, "/", 11};
   up.set(http::field::content_type, "application/json");
   up.set(http::field::accept, info.stream ? "text/event-stream" : "application/json");
   up.set(http::field::accept_encoding, "identity");
   up.set(http::field::user_agent, "omniroute/1.0");
   up.set("x-request-id", log.request_id);
   up.set("traceparent", x.traceparent);
-  for (const auto& h : cred->headers()) up.set(h.name(), h.value());
   up.body() = std::move(upstream_body);
 
   x.attempted = true;
-  auto sent = co_await x.worker.pool->Send(*endpoint, up);
-  if (!sent.ok()) {
-    report(0, true, 0);
-    result.error = sent.status();
-    co_return result;
-  }
-  std::unique_ptr<UpstreamExchange> ex = std::move(sent).value();
-  const int ustatus = ex->status();
+  std::unique_ptr<UpstreamExchange> ex;
+  int ustatus = 0;
   auto header = [&ex](std::string_view name) -> std::string_view {
     return ex->headers()[name];
   };
-  if (const RateLimitHeaders rl = ReadRateLimitHeaders(header, NowMs()); rl.present()) {
-    has_rate_limit = true;
-    rate_limit.set_remaining_requests(rl.remaining_requests);
-    rate_limit.set_limit_requests(rl.limit_requests);
-    rate_limit.set_remaining_tokens(rl.remaining_tokens);
-    rate_limit.set_limit_tokens(rl.limit_tokens);
-    rate_limit.set_reset_requests_ms(rl.reset_requests_ms);
-    rate_limit.set_reset_tokens_ms(rl.reset_tokens_ms);
-  }
+  // A 401 first refreshes the connection's credential and tries the same candidate once
+  // more with it; only then does the request fail over.
+  for (int round = 0;; ++round) {
+    // Some credentials (Copilot, Qwen) name their own API host.
+    const std::string& base_url = cred->base_url().empty() ? cand.base_url() : cred->base_url();
+    auto endpoint = Endpoint(base_url);
+    if (!endpoint.ok()) {
+      result.error = endpoint.status();
+      co_return result;
+    }
+    up.target(endpoint->base_path + upstream_path);
+    for (const auto& h : cred->headers()) up.set(h.name(), h.value());
 
-  if (ustatus < 200 || ustatus >= 300) {
+    auto sent = co_await x.worker.pool->Send(*endpoint, up);
+    if (!sent.ok()) {
+      report(0, true, 0);
+      result.error = sent.status();
+      co_return result;
+    }
+    ex = std::move(sent).value();
+    ustatus = ex->status();
+    if (const RateLimitHeaders rl = ReadRateLimitHeaders(header, NowMs()); rl.present()) {
+      has_rate_limit = true;
+      rate_limit.set_remaining_requests(rl.remaining_requests);
+      rate_limit.set_limit_requests(rl.limit_requests);
+      rate_limit.set_remaining_tokens(rl.remaining_tokens);
+      rate_limit.set_limit_tokens(rl.limit_tokens);
+      rate_limit.set_reset_requests_ms(rl.reset_requests_ms);
+      rate_limit.set_reset_tokens_ms(rl.reset_tokens_ms);
+    }
+    if (ustatus >= 200 && ustatus < 300) break;
+
     std::string ubody;
     auto read = co_await ex->ReadAll(ubody, 1024 * 1024);
+    if (ustatus == 401 && round == 0) {
+      auto fresh = co_await FetchCredential(cand.connection_id(), &*cred);
+      if (fresh.ok() && !SameCredential(*fresh, *cred)) {
+        LogInfo("credential refreshed after a 401",
+                {{"request_id", log.request_id}, {"connection", cand.connection_id()}});
+        for (const auto& h : cred->headers()) up.erase(h.name());
+        cred = std::move(fresh);
+        continue;
+      }
+      if (!fresh.ok()) {
+        LogWarn("credential refresh failed",
+                {{"request_id", log.request_id},
+                 {"connection", cand.connection_id()},
+                 {"error", SV(fresh.status().message())}});
+      }
+    }
     const std::string retry_after(ex->headers()[http::field::retry_after]);
     const int64_t hint = RetryHintMs(header, ubody, NowMs());
     model_scoped = IsModelScopedFailure(ustatus, ubody);
@@ -1287,6 +1604,7 @@ void EdgeServer::Impl::Finish(Exchange& x) {
     rec.set_request_id(log.request_id);
     rec.set_timestamp_ms(NowMs());
     rec.set_client_key_id(log.client_key_id);
+    rec.set_team(log.team);
     rec.set_provider(log.provider);
     rec.set_connection_id(log.connection_id);
     rec.set_requested_model(log.requested_model);

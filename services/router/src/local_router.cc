@@ -91,13 +91,12 @@ struct LocalRouter::PlanContext {
 
 LocalRouter::LocalRouter(ConfigPtr config, std::shared_ptr<const ProviderRegistry> registry,
                          StateStorePtr state, RouterOptions options)
-    : config_(std::move(config)),
-      registry_(std::move(registry)),
+    : file_config_(std::move(config)),
       state_(std::move(state)),
       options_(std::move(options)),
       rng_(std::random_device{}()) {
-  if (options_.runtime_path.empty() && options_.persist && !config_->data_dir.empty()) {
-    options_.runtime_path = config_->data_dir + "/router-runtime.json";
+  if (options_.runtime_path.empty() && options_.persist && !file_config_->data_dir.empty()) {
+    options_.runtime_path = file_config_->data_dir + "/router-runtime.json";
   }
   if (!options_.persist) options_.runtime_path.clear();
   RuntimeRouting runtime;
@@ -115,12 +114,12 @@ LocalRouter::LocalRouter(ConfigPtr config, std::shared_ptr<const ProviderRegistr
       }
     }
   }
-  auto table = RoutingTable::Build(config_, registry_, runtime);
+  auto table = RoutingTable::Build(file_config_, registry, runtime);
   if (!table.ok()) {
     LogWarn("ignoring the stored runtime routing changes",
             {{"path", options_.runtime_path}, {"error", SV(table.status().message())}});
     runtime = RuntimeRouting();
-    table = RoutingTable::Build(config_, registry_, runtime);
+    table = RoutingTable::Build(file_config_, registry, runtime);
   }
   if (!table.ok()) throw std::invalid_argument(std::string(table.status().message()));
   runtime_ = std::move(runtime);
@@ -160,6 +159,11 @@ LocalRouter::~LocalRouter() {
   }
   tick_cv_.notify_all();
   if (background_.joinable()) background_.join();
+  {
+    // A catalog request still out answers within its deadline.
+    std::unique_lock<std::mutex> lock(catalog_mu_);
+    catalog_cv_.wait(lock, [this] { return !catalog_in_flight_; });
+  }
   {
     std::lock_guard<std::mutex> lock(reports_mu_);
     reports_stopping_ = true;
@@ -201,14 +205,19 @@ absl::StatusOr<std::pair<const ProviderSpec*, std::string>> LocalRouter::Resolve
       return std::make_pair(p, std::string(rest));
     }
   }
-  // A bare name: the one connected provider that lists it, else inference by family.
+  // A bare name: the one connected provider that lists it, else inference by family. A
+  // provider the administrator blocked counts only when no other one lists it.
   std::vector<const ProviderSpec*> serving;
+  const ProviderSpec* blocked = nullptr;
   for (const auto& p : t.registry().all()) {
-    if (t.Connections(p.id).empty()) continue;
-    if (std::find(p.models.begin(), p.models.end(), model) != p.models.end()) {
+    if (!t.Serves(p, model)) continue;
+    if (!t.Blocked(p.id)) {
       serving.push_back(&p);
+    } else if (blocked == nullptr) {
+      blocked = &p;
     }
   }
+  if (serving.empty() && blocked != nullptr) serving.push_back(blocked);
   if (serving.size() == 1) return std::make_pair(serving[0], std::string(model));
   if (serving.size() > 1) {
     std::vector<std::string> ids;
@@ -371,19 +380,33 @@ absl::StatusOr<v1::RoutePlan> LocalRouter::PlanNow(const v1::PlanRequest& reques
     }
     targets.swap(unique);
   }
+  // Providers the administrator blocked serve nothing: a plan left without targets is refused.
+  const bool direct_allowed = direct && !t.Blocked(targets[0].provider->id);
+  std::string blocked;
+  std::erase_if(targets, [&](const Target& target) {
+    if (!t.Blocked(target.provider->id)) return false;
+    if (blocked.empty()) blocked = target.provider->id;
+    return true;
+  });
+  if (targets.empty()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("provider '", blocked, "' is blocked by the administrator"));
+  }
 
   v1::RoutePlan plan;
-  plan.set_resolved_model(direct ? absl::StrCat(targets[0].provider->id, "/", targets[0].model)
-                                 : model);
+  plan.set_resolved_model(
+      direct_allowed ? absl::StrCat(targets[0].provider->id, "/", targets[0].model) : model);
 
   // 2. Everything the decision needs from the shared state, in one read.
   StateQuery query;
   std::unordered_map<std::string, size_t> conn_index;
   std::unordered_map<std::string, size_t> provider_index;
   std::vector<size_t> lockout_offset(targets.size(), 0);
+  std::vector<std::vector<const ConnectionSpec*>> target_conns(targets.size());
   for (size_t k = 0; k < targets.size(); ++k) {
     const ProviderSpec* p = targets[k].provider;
-    const auto& conns = t.Connections(p->id);
+    target_conns[k] = t.Connections(p->id, targets[k].model);
+    const auto& conns = target_conns[k];
     lockout_offset[k] = query.lockouts.size();
     if (conns.empty()) continue;
     if (provider_index.emplace(p->id, query.providers.size()).second) {
@@ -438,7 +461,7 @@ absl::StatusOr<v1::RoutePlan> LocalRouter::PlanNow(const v1::PlanRequest& reques
     cand.set_format(p->format);
     cand.set_base_url(p->base_url);
     cand.set_auth_style(p->auth);
-    cand.set_oauth(p->oauth);
+    cand.set_oauth(p->oauth || c->oauth);
     cand.set_probe(probe);
     cand.set_session_id(request.session_id());
     cands.push_back(std::move(cand));
@@ -447,7 +470,7 @@ absl::StatusOr<v1::RoutePlan> LocalRouter::PlanNow(const v1::PlanRequest& reques
   };
   for (size_t k = 0; k < targets.size(); ++k) {
     const ProviderSpec* p = targets[k].provider;
-    const auto& conns = t.Connections(p->id);
+    const auto& conns = target_conns[k];
     if (conns.empty()) continue;
     const size_t pi = provider_index.at(p->id);
     if (gates[pi] == Gate::kBlocked) {
@@ -621,7 +644,7 @@ void LocalRouter::RecordOutcome(const v1::Outcome& outcome) {
   const std::string& conn = cand.connection_id();
   const std::string& provider = cand.provider();
   bool oauth = cand.oauth();
-  if (const ProviderSpec* p = registry_->Find(provider)) oauth = oauth || p->oauth;
+  if (const ProviderSpec* p = t.registry().Find(provider)) oauth = oauth || p->oauth;
   if (!cand.lease_id().empty()) state_->ReleaseSlot(conn, cand.lease_id());
 
   const int status = outcome.http_status();
@@ -704,8 +727,8 @@ void LocalRouter::ListModels(Callback<v1::ListModelsResponse> done) {
   const std::shared_ptr<const RoutingTable> t = table();
   v1::ListModelsResponse out;
   for (const auto& p : t->registry().all()) {
-    if (t->Connections(p.id).empty()) continue;
-    for (const auto& m : p.models) {
+    if (t->Blocked(p.id)) continue;
+    for (const auto& m : t->ServedModels(p)) {
       auto* info = out.add_models();
       info->set_id(absl::StrCat(p.prefixes.front(), "/", m));
       info->set_owned_by(p.id);

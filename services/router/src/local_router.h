@@ -12,7 +12,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/callback.h"
 #include "common/config.h"
+#include "omniroute/accounts/v1/accounts.pb.h"
 #include "router.h"
 #include "routing_table.h"
 #include "state_store.h"
@@ -38,6 +40,11 @@ struct RouterOptions {
   // Report() only queues the outcome; a thread of the router's records it. For callers that
   // must not wait on a remote store (the all-in-one's event loops with Redis).
   bool async_reports = false;
+  // Where nodes, connections, custom models and blocked providers come from (the accounts
+  // service's GetCatalog): asked on every Tick with the version the router holds, never twice
+  // at once; it must call `done` once, on any thread (the router's destructor waits for it).
+  // Empty: the config file's nodes and connections only.
+  std::function<void(int64_t known_version, Callback<accounts::v1::Catalog> done)> catalog_source;
 };
 
 // Longest chain of combos inside combos.
@@ -59,8 +66,9 @@ class LocalRouter final : public Router {
   void Health(const v1::HealthRequest& request, Callback<v1::HealthResponse> done) override;
   void Admin(const v1::AdminRequest& request, Callback<v1::AdminResponse> done) override;
 
-  // One round of upkeep: store maintenance, and adopting (or republishing) the shared
-  // runtime routing configuration.
+  // One round of upkeep: store maintenance, asking the catalog source for a newer catalog
+  // (adopted when it answers), and adopting (or republishing) the shared runtime routing
+  // configuration.
   void Tick();
 
   // The routing configuration in effect.
@@ -88,18 +96,28 @@ class LocalRouter final : public Router {
   absl::Status ChangeRuntime(const std::function<absl::Status(RuntimeRouting&)>& mutate);
   void AdoptRuntime(RuntimeRouting runtime, bool persist);
   void Persist(const RuntimeRouting& runtime);
+  // Asks the catalog source for a catalog newer than the one in effect, unless a request is
+  // still out; the answer comes to AdoptCatalog.
+  void RefreshCatalog();
+  void AdoptCatalog(absl::StatusOr<accounts::v1::Catalog> catalog);
   std::string NewLeaseId(const std::string& request_id);
   uint64_t NextRandom();
 
-  const ConfigPtr config_;
-  const std::shared_ptr<const ProviderRegistry> registry_;
+  // The config file's; the table holds the config in effect (with the catalog's objects).
+  const ConfigPtr file_config_;
   const StateStorePtr state_;
   RouterOptions options_;
 
   mutable std::mutex table_mu_;
   std::shared_ptr<const RoutingTable> table_;
-  std::mutex runtime_mu_;  // serialises runtime changes
+  std::mutex runtime_mu_;  // serialises changes of the table (runtime routing, catalog)
   RuntimeRouting runtime_;
+
+  std::atomic<int64_t> catalog_version_{0};  // of the catalog in effect; 0 = none (the file)
+  std::atomic<bool> catalog_failing_{false};
+  std::mutex catalog_mu_;
+  std::condition_variable catalog_cv_;
+  bool catalog_in_flight_ = false;  // guarded by catalog_mu_
 
   std::mutex random_mu_;
   std::mt19937_64 rng_;

@@ -178,7 +178,7 @@ v1::HealthResponse LocalRouter::HealthNow(bool brief) {
     if (b.state == BreakerState::kOpen && b.open_until_ms > now) {
       ph->set_retry_in_ms(b.open_until_ms - now);
     }
-    if (const ProviderSpec* p = registry_->Find(id)) ph->set_oauth(p->oauth);
+    if (const ProviderSpec* p = t.registry().Find(id)) ph->set_oauth(p->oauth);
     if (brief) continue;
     std::vector<int64_t> samples = state_->Latencies(id);
     std::sort(samples.begin(), samples.end());
@@ -282,7 +282,7 @@ v1::AdminResponse LocalRouter::AdminNow(const v1::AdminRequest& request) {
     std::vector<std::string> providers;
     if (const json::value* p = body.if_contains("provider"); p && p->is_string()) {
       const std::string name(p->get_string().data(), p->get_string().size());
-      const ProviderSpec* spec = registry_->Find(name);
+      const ProviderSpec* spec = t->registry().Find(name);
       if (spec == nullptr) return ErrorResponse(404, absl::StrCat("Unknown provider '", name, "'"));
       providers.push_back(spec->id);
     } else {
@@ -361,7 +361,8 @@ v1::AdminResponse LocalRouter::AdminNow(const v1::AdminRequest& request) {
 
   // Per-provider routing and pacing overrides.
   if (seg.size() == 3 && seg[0] == "providers" && seg[2] == "routing") {
-    const ProviderSpec* spec = registry_->Find(seg[1]);
+    const std::shared_ptr<const RoutingTable> current = table();
+    const ProviderSpec* spec = current->registry().Find(seg[1]);
     if (spec == nullptr) return ErrorResponse(404, absl::StrCat("Unknown provider '", seg[1], "'"));
     const std::string id = spec->id;
     auto find = [&](const RoutingTable& t) -> const RoutingTable::Entry<ProviderOverride>* {
@@ -398,7 +399,7 @@ v1::AdminResponse LocalRouter::AdminNow(const v1::AdminRequest& request) {
     }
     absl::Status s = ChangeRuntime([&](RuntimeRouting& r) -> absl::Status {
       std::erase_if(r.providers, [&](const ProviderOverride& p) {
-        const ProviderSpec* ps = registry_->Find(p.id);
+        const ProviderSpec* ps = current->registry().Find(p.id);
         return (ps ? ps->id : p.id) == id;
       });
       if (method == "PUT") r.providers.push_back(o);
@@ -584,7 +585,9 @@ absl::Status LocalRouter::ChangeRuntime(
     RuntimeRouting next = runtime_;
     RETURN_IF_ERROR(mutate(next));
     next.version = std::max(options_.clock(), runtime_.version + 1);
-    auto table = RoutingTable::Build(config_, registry_, next);
+    const std::shared_ptr<const RoutingTable> base = this->table();
+    auto table = RoutingTable::Build(base->file_ptr(), base->registry_ptr(), next,
+                                     base->blocked_providers());
     if (!table.ok()) return absl::InvalidArgumentError(table.status().message());
     RETURN_IF_ERROR(ValidateCombos(**table));
     const bool published =
@@ -602,7 +605,9 @@ absl::Status LocalRouter::ChangeRuntime(
 }
 
 void LocalRouter::AdoptRuntime(RuntimeRouting runtime, bool persist) {
-  auto table = RoutingTable::Build(config_, registry_, runtime);
+  const std::shared_ptr<const RoutingTable> base = this->table();
+  auto table = RoutingTable::Build(base->file_ptr(), base->registry_ptr(), runtime,
+                                   base->blocked_providers());
   if (!table.ok()) {
     LogWarn(
         "ignoring a shared routing configuration",
@@ -644,6 +649,7 @@ void LocalRouter::Persist(const RuntimeRouting& runtime) {
 void LocalRouter::Tick() {
   const int64_t now = options_.clock();
   state_->Maintain(now);
+  RefreshCatalog();
   if (!state_->Shared() || !state_->Healthy()) return;
   const std::optional<SharedDocument> doc = state_->GetDocument(kRuntimeDocument);
   std::lock_guard<std::mutex> lock(runtime_mu_);

@@ -66,6 +66,12 @@ std::pair<int, int> Specificity(std::string_view pattern) {
 
 bool HasWildcard(std::string_view s) { return s.find_first_of("*?") != std::string_view::npos; }
 
+// Whether a connection serves `model` (the upstream model name, without a prefix).
+bool ServesModel(const ConnectionSpec& connection, std::string_view model) {
+  return connection.models.empty() || std::find(connection.models.begin(), connection.models.end(),
+                                                model) != connection.models.end();
+}
+
 }  // namespace
 
 json::object ToJson(const ComboSpec& c) {
@@ -186,8 +192,8 @@ absl::StatusOr<RuntimeRouting> ParseRuntime(std::string_view text) {
 }
 
 absl::StatusOr<std::shared_ptr<const RoutingTable>> RoutingTable::Build(
-    ConfigPtr file, std::shared_ptr<const ProviderRegistry> registry,
-    const RuntimeRouting& runtime) {
+    ConfigPtr file, std::shared_ptr<const ProviderRegistry> registry, const RuntimeRouting& runtime,
+    const std::vector<std::string>& blocked_providers) {
   auto t = std::make_shared<RoutingTable>();
   t->file_ = file;
   t->registry_ = registry;
@@ -240,6 +246,13 @@ absl::StatusOr<std::shared_ptr<const RoutingTable>> RoutingTable::Build(
     const ProviderSpec* p = registry->Find(c.provider);
     if (p) t->by_provider_[p->id].push_back(&c);
   }
+  for (const std::string& b : blocked_providers) {
+    const ProviderSpec* p = registry->Find(b);
+    std::string id = p ? p->id : b;
+    if (std::find(t->blocked_.begin(), t->blocked_.end(), id) == t->blocked_.end()) {
+      t->blocked_.push_back(std::move(id));
+    }
+  }
   for (auto& [id, list] : t->by_provider_) {
     std::stable_sort(
         list.begin(), list.end(),
@@ -277,6 +290,42 @@ const std::vector<const ConnectionSpec*>& RoutingTable::Connections(
   static const std::vector<const ConnectionSpec*> kNone;
   auto it = by_provider_.find(provider);
   return it == by_provider_.end() ? kNone : it->second;
+}
+
+std::vector<const ConnectionSpec*> RoutingTable::Connections(const std::string& provider,
+                                                             std::string_view model) const {
+  std::vector<const ConnectionSpec*> out;
+  for (const ConnectionSpec* c : Connections(provider)) {
+    if (ServesModel(*c, model)) out.push_back(c);
+  }
+  return out;
+}
+
+std::vector<std::string> RoutingTable::ServedModels(const ProviderSpec& provider) const {
+  const auto& conns = Connections(provider.id);
+  std::vector<std::string> out;
+  if (std::any_of(conns.begin(), conns.end(),
+                  [](const ConnectionSpec* c) { return c->models.empty(); })) {
+    out = provider.models;
+  }
+  for (const ConnectionSpec* c : conns) {
+    for (const auto& m : c->models) {
+      if (std::find(out.begin(), out.end(), m) == out.end()) out.push_back(m);
+    }
+  }
+  return out;
+}
+
+bool RoutingTable::Serves(const ProviderSpec& provider, std::string_view model) const {
+  for (const ConnectionSpec* c : Connections(provider.id)) {
+    const auto& models = c->models.empty() ? provider.models : c->models;
+    if (std::find(models.begin(), models.end(), model) != models.end()) return true;
+  }
+  return false;
+}
+
+bool RoutingTable::Blocked(std::string_view provider) const {
+  return std::find(blocked_.begin(), blocked_.end(), provider) != blocked_.end();
 }
 
 std::vector<std::string> RoutingTable::ConnectedProviders() const {

@@ -55,14 +55,24 @@ class RoutingTable {
     Origin origin;
   };
 
+  // `file` is the config the table starts from: the YAML file's, or that config with the
+  // nodes and connections of the accounts catalog. `blocked_providers` (ids or prefixes)
+  // serve nothing.
   static absl::StatusOr<std::shared_ptr<const RoutingTable>> Build(
       ConfigPtr file, std::shared_ptr<const ProviderRegistry> registry,
-      const RuntimeRouting& runtime);
+      const RuntimeRouting& runtime, const std::vector<std::string>& blocked_providers = {});
 
   const Config& file() const { return *file_; }
+  const ConfigPtr& file_ptr() const { return file_; }
   const ProviderRegistry& registry() const { return *registry_; }
+  const std::shared_ptr<const ProviderRegistry>& registry_ptr() const { return registry_; }
   const RoutingSettings& routing() const { return routing_; }
   const ResilienceConfig& resilience() const { return resilience_; }
+
+  // Whether the administrator blocked a provider (by its canonical id).
+  bool Blocked(std::string_view provider) const;
+  // The blocked providers, canonical ids.
+  const std::vector<std::string>& blocked_providers() const { return blocked_; }
 
   const ComboSpec* FindCombo(std::string_view name) const;
   const FallbackChainSpec* FindChain(std::string_view name) const;
@@ -72,6 +82,14 @@ class RoutingTable {
 
   // The enabled connections of a provider, by priority; empty when none.
   const std::vector<const ConnectionSpec*>& Connections(const std::string& provider) const;
+  // Those of them that serve `model` (a connection with its own models serves only those).
+  std::vector<const ConnectionSpec*> Connections(const std::string& provider,
+                                                 std::string_view model) const;
+  // The models a connected provider serves: its own when one of its connections serves any
+  // model, then those of its connections; empty when it has no connection.
+  std::vector<std::string> ServedModels(const ProviderSpec& provider) const;
+  // Whether `model` is among them.
+  bool Serves(const ProviderSpec& provider, std::string_view model) const;
   // Every provider that has a connection.
   std::vector<std::string> ConnectedProviders() const;
   // Every enabled connection id.
@@ -101,6 +119,7 @@ class RoutingTable {
   std::vector<Entry<ProviderOverride>> overrides_;
   std::vector<const AliasSpec*> wildcard_aliases_;  // most specific first
   std::unordered_map<std::string, std::vector<const ConnectionSpec*>> by_provider_;
+  std::vector<std::string> blocked_;
 };
 
 }  // namespace omniroute::router

@@ -16,6 +16,7 @@ namespace omniroute::usage {
 namespace {
 
 constexpr int64_t kDayMs = 86400000;
+constexpr int64_t kMinuteMs = 60000;
 constexpr int64_t kWindowGraceMs = 2 * kDayMs;  // windows outlive their end by this
 constexpr WindowKind kKinds[] = {WindowKind::kDaily, WindowKind::kWeekly, WindowKind::kMonthly};
 
@@ -239,24 +240,61 @@ v1::Reservation Budgets::Reserve(const v1::ReserveRequest& request, double estim
       }
     }
   }
+  // The key's rate limits: one window per key and minute.
+  std::optional<LedgerRate> rate;
+  const int64_t minute = FloorDiv(now, kMinuteMs);
+  const int64_t next_minute_ms = (minute + 1) * kMinuteMs;
+  if (!request.client_key_id().empty() && (request.rpm_limit() > 0 || request.tpm_limit() > 0)) {
+    rate.emplace();
+    rate->window = {absl::StrCat("rate:key:", request.client_key_id(), "|m:", minute),
+                    next_minute_ms + kMinuteMs};
+    rate->max_requests = std::max(0, request.rpm_limit());
+    rate->max_tokens = std::max<int64_t>(0, request.tpm_limit());
+    rate->tokens = std::max<int64_t>(0, request.estimated_input_tokens()) +
+                   std::max<int64_t>(0, request.max_output_tokens());
+  }
   v1::Reservation out;
   out.set_estimated_cost_usd(estimate_usd);
   out.set_remaining_usd(-1);
-  if (checks.empty()) {
+  if (checks.empty() && !rate) {
     out.set_allowed(true);
     return out;
   }
   const std::string id = NewId();
   const int64_t amount = std::max<int64_t>(0, ToNano(estimate_usd));
-  absl::StatusOr<LedgerReserve> r = ledger_->Reserve(checks, id, request.request_id(), amount, now,
-                                                     now + options_.reservation_ttl_ms);
+  absl::StatusOr<LedgerReserve> r =
+      ledger_->Reserve(checks, rate ? &*rate : nullptr, id, request.request_id(), amount, now,
+                       now + options_.reservation_ttl_ms);
   if (!r.ok()) {
     LogError("budget reservation failed", {{"error", SV(r.status().message())}});
     out.set_allowed(options_.fail_open);
     if (!options_.fail_open) {
       out.set_message(absl::StrCat("Budget check unavailable: ", r.status().message()));
       out.set_retry_after_seconds(1);
+      out.set_code("budget_exceeded");
     }
+    return out;
+  }
+  if (r->rate_denied != RateDenial::kNone) {
+    const int64_t retry_s = std::max<int64_t>(1, (next_minute_ms - now + 999) / 1000);
+    std::string limit;
+    if (r->rate_denied == RateDenial::kRequests) {
+      limit = absl::StrCat(rate->max_requests, " requests per minute");
+    } else {
+      limit = absl::StrCat(rate->max_tokens, " tokens per minute (", r->rate.tokens,
+                           " used, this request needs up to ", rate->tokens, ")");
+    }
+    out.set_allowed(false);
+    out.set_code("rate_limit_exceeded");
+    out.set_message(absl::StrCat("Rate limit reached for key '", request.client_key_id(),
+                                 "': ", limit, ". Please retry in ", retry_s, " s."));
+    out.set_retry_after_seconds(retry_s);
+    std::lock_guard<std::mutex> lock(mu_);
+    ++rejections_;
+    return out;
+  }
+  if (checks.empty()) {
+    out.set_allowed(true);  // counted against the rate limits; no budget to hold
     return out;
   }
   if (r->denied >= 0) {
@@ -269,6 +307,7 @@ v1::Reservation Budgets::Reserve(const v1::ReserveRequest& request, double estim
       absl::StrAppend(&spent, " + ", Money(FromNano(st.held)), " reserved by requests in flight");
     }
     out.set_allowed(false);
+    out.set_code("budget_exceeded");
     out.set_message(absl::StrCat(Capitalized(m.span.kind), " budget exceeded for ", who, ": ",
                                  spent, " of ", Money(m.limit), "; resets at ",
                                  FormatUtc(m.span.end_ms)));

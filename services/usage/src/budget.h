@@ -57,7 +57,9 @@ class Budgets {
   absl::Status Remove(const std::string& client_key_id, const std::string& team);
   bool HasBudgets() const;
 
-  // Holds `estimate_usd` against the budgets of the request's key and team.
+  // Holds `estimate_usd` against the budgets of the request's key and team, and counts the
+  // request against the key's rate limits (rpm_limit, tpm_limit) of the current minute.
+  // Refused: code "rate_limit_exceeded" (retry at the next minute) or "budget_exceeded".
   v1::Reservation Reserve(const v1::ReserveRequest& request, double estimate_usd);
   v1::SettleResponse Settle(const v1::SettleRequest& request);
 

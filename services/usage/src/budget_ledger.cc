@@ -18,12 +18,25 @@
 namespace omniroute::usage {
 namespace {
 
+// Whether a request of `rate` fits its minute with `so_far` counted already (the Lua script
+// of the Redis ledger applies the same rule).
+RateDenial RateDenied(const LedgerRate& rate, const LedgerRateState& so_far) {
+  if (rate.max_requests > 0 && so_far.requests >= rate.max_requests) {
+    return RateDenial::kRequests;
+  }
+  if (rate.max_tokens > 0 && so_far.tokens > 0 && so_far.tokens + rate.tokens > rate.max_tokens) {
+    return RateDenial::kTokens;
+  }
+  return RateDenial::kNone;
+}
+
 // ---------------------------------------------------------------------------------------
 // Memory ledger
 
 class MemoryLedger final : public BudgetLedger {
  public:
   absl::StatusOr<LedgerReserve> Reserve(const std::vector<LedgerCheck>& checks,
+                                        const LedgerRate* rate,
                                         const std::string& reservation_id,
                                         const std::string& request_id, int64_t amount,
                                         int64_t now_ms, int64_t expires_ms) override {
@@ -37,8 +50,19 @@ class MemoryLedger final : public BudgetLedger {
         out.denied = static_cast<int>(i);
       }
     }
-    if (out.denied >= 0) {
+    RateWindow* minute = nullptr;
+    if (rate != nullptr) {
+      minute = &rates_[rate->window.key];
+      minute->expire_at = std::max(minute->expire_at, rate->window.expire_at_ms);
+      out.rate = {minute->requests, minute->tokens};
+      out.rate_denied = RateDenied(*rate, out.rate);
+    }
+    if (out.denied >= 0 || out.rate_denied != RateDenial::kNone) {
       return out;
+    }
+    if (minute != nullptr) {
+      minute->requests += 1;
+      minute->tokens += rate->tokens;
     }
     Reservation r;
     r.amount = amount;
@@ -157,6 +181,11 @@ class MemoryLedger final : public BudgetLedger {
     int64_t expire_at = 0;
     std::map<std::string, std::pair<int64_t, int64_t>> holds;  // reservation → amount, expiry
   };
+  struct RateWindow {
+    int64_t requests = 0;
+    int64_t tokens = 0;
+    int64_t expire_at = 0;
+  };
   struct Reservation {
     std::vector<std::string> windows;
     int64_t amount = 0;
@@ -222,12 +251,20 @@ class MemoryLedger final : public BudgetLedger {
         ++it;
       }
     }
+    for (auto it = rates_.begin(); it != rates_.end();) {
+      if (it->second.expire_at < now_ms) {
+        it = rates_.erase(it);
+      } else {
+        ++it;
+      }
+    }
   }
 
   std::mutex mu_;
   std::unordered_map<std::string, Window> windows_;
   std::unordered_map<std::string, Reservation> reservations_;
   std::unordered_map<std::string, std::string> by_request_;
+  std::unordered_map<std::string, RateWindow> rates_;
   int64_t last_sweep_ = 0;
 };
 
@@ -263,8 +300,10 @@ local function release(res, id)
 end
 )lua";
 
-// KEYS: windows 1..n, reservation, request. ARGV: now, id, amount, expires, n, request id,
-// then per window: limit, expire_at. Returns {denied index (0 = none), s1, h1, s2, h2, ...}.
+// KEYS: windows 1..n, reservation, request, rate window. ARGV: now, id, amount, expires, n,
+// request id, then per window: limit, expire_at, then rate: on (0/1), max requests, max
+// tokens, tokens, expire_at. Returns {denied index (0 = none), s1, h1, s2, h2, ...,
+// rate denial (0 none, 1 requests, 2 tokens), requests so far, tokens so far}.
 constexpr char kReserveBody[] = R"lua(
 local now = tonumber(ARGV[1])
 local amount = ARGV[3]
@@ -283,7 +322,32 @@ for i = 1, n do
   if denied == 0 and limit > 0 and s + h >= limit then denied = i end
 end
 out[1] = denied
-if denied > 0 then return out end
+local rb = 7 + 2 * n
+local rkey = KEYS[n + 3]
+local rate_on = ARGV[rb] == '1'
+local rdenied = 0
+local rreq = 0
+local rtok = 0
+if rate_on then
+  rreq = tonumber(redis.call('HGET', rkey, 'r') or '0')
+  rtok = tonumber(redis.call('HGET', rkey, 't') or '0')
+  local max_req = tonumber(ARGV[rb + 1])
+  local max_tok = tonumber(ARGV[rb + 2])
+  if max_req > 0 and rreq >= max_req then
+    rdenied = 1
+  elseif max_tok > 0 and rtok > 0 and rtok + tonumber(ARGV[rb + 3]) > max_tok then
+    rdenied = 2
+  end
+end
+out[#out + 1] = rdenied
+out[#out + 1] = rreq
+out[#out + 1] = rtok
+if denied > 0 or rdenied > 0 then return out end
+if rate_on then
+  redis.call('HINCRBY', rkey, 'r', 1)
+  redis.call('HINCRBY', rkey, 't', ARGV[rb + 3])
+  redis.call('PEXPIREAT', rkey, ARGV[rb + 4])
+end
 local held = {}
 for i = 1, n do
   local w = KEYS[i]
@@ -468,6 +532,7 @@ class RedisLedger final : public BudgetLedger {
   }
 
   absl::StatusOr<LedgerReserve> Reserve(const std::vector<LedgerCheck>& checks,
+                                        const LedgerRate* rate,
                                         const std::string& reservation_id,
                                         const std::string& request_id, int64_t amount,
                                         int64_t now_ms, int64_t expires_ms) override {
@@ -482,12 +547,21 @@ class RedisLedger final : public BudgetLedger {
     }
     keys.push_back(absl::StrCat(options_.prefix, "res:", reservation_id));
     keys.push_back(absl::StrCat(options_.prefix, "req:", request_id));
+    if (rate != nullptr) {
+      keys.push_back(Key(rate->window.key));
+      args.insert(args.end(),
+                  {"1", std::to_string(rate->max_requests), std::to_string(rate->max_tokens),
+                   std::to_string(rate->tokens), std::to_string(rate->window.expire_at_ms)});
+    } else {
+      keys.push_back(absl::StrCat(options_.prefix, "rate:none"));
+      args.insert(args.end(), {"0", "0", "0", "0", "0"});
+    }
     absl::StatusOr<ReplyPtr> reply = Eval(reserve_, keys, args);
     if (!reply.ok()) {
       return reply.status();
     }
     const redisReply* r = reply->get();
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 1 + 2 * checks.size()) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 4 + 2 * checks.size()) {
       return absl::InternalError("redis budget reserve: unexpected reply");
     }
     LedgerReserve out;
@@ -495,6 +569,9 @@ class RedisLedger final : public BudgetLedger {
     for (size_t i = 0; i < checks.size(); ++i) {
       out.states.push_back({r->element[1 + 2 * i]->integer, r->element[2 + 2 * i]->integer});
     }
+    const size_t rate_at = 1 + 2 * checks.size();
+    out.rate_denied = static_cast<RateDenial>(r->element[rate_at]->integer);
+    out.rate = {r->element[rate_at + 1]->integer, r->element[rate_at + 2]->integer};
     return out;
   }
 

@@ -33,9 +33,26 @@ struct LedgerState {
   int64_t held = 0;
 };
 
+// A key's requests and estimated tokens in one minute, against its rate limits.
+struct LedgerRate {
+  WindowRef window;          // e.g. "rate:key:cfg:a|m:29925540"
+  int64_t max_requests = 0;  // 0 = no limit
+  int64_t max_tokens = 0;    // 0 = no limit
+  int64_t tokens = 0;        // this request's estimate
+};
+
+struct LedgerRateState {
+  int64_t requests = 0;
+  int64_t tokens = 0;
+};
+
+enum class RateDenial { kNone = 0, kRequests = 1, kTokens = 2 };
+
 struct LedgerReserve {
   int denied = -1;                  // index of the first check without room; -1 = allowed
   std::vector<LedgerState> states;  // per check, before the hold
+  RateDenial rate_denied = RateDenial::kNone;
+  LedgerRateState rate;             // the minute's counts, before this request
 };
 
 // Spend and holds per window, shared by every replica of the usage service (Redis) or
@@ -47,7 +64,11 @@ class BudgetLedger {
   // When every check with a limit has spent + held < limit, holds `amount` on each of them
   // under `reservation_id` until `expires_ms` (the hold then lapses by itself). A later
   // Apply naming `request_id` among the arrived requests releases it.
+  // With `rate`, the request must also fit the minute's limits: fewer than max_requests
+  // requests so far, and tokens so far + rate->tokens <= max_tokens (a request alone in its
+  // minute always fits); it then counts in the minute. Refused by either: nothing changes.
   virtual absl::StatusOr<LedgerReserve> Reserve(const std::vector<LedgerCheck>& checks,
+                                                const LedgerRate* rate,
                                                 const std::string& reservation_id,
                                                 const std::string& request_id, int64_t amount,
                                                 int64_t now_ms, int64_t expires_ms) = 0;
@@ -83,7 +104,8 @@ struct RedisLedgerOptions {
   std::string prefix = "omni:usage:budget:";
 };
 
-// Keys "omni:usage:budget:<window>" (hash: s = spent, h = held) with a sorted set
+// Keys "omni:usage:budget:<window>" (hash: s = spent, h = held; a rate window: r =
+// requests, t = tokens) with a sorted set
 // "<window>:h" of holds by expiry, "omni:usage:budget:res:<id>" per reservation and
 // "omni:usage:budget:req:<request id>"; every update is one Lua script.
 // INVALID_ARGUMENT for a malformed URL; Redis being down is reported per call.

@@ -109,6 +109,7 @@ TEST_F(BudgetsTest, DeniesWhenSpentReachesTheLimitAndNamesIt) {
   ASSERT_TRUE(budgets_->AddSpend({Rec("k", "a", 1.0)}, +1, true).ok());
   const v1::Reservation r = budgets_->Reserve(Req("k", "r1"), 0.01);
   EXPECT_FALSE(r.allowed());
+  EXPECT_EQ(r.code(), "budget_exceeded");
   EXPECT_TRUE(absl::StartsWith(r.message(), "Daily budget exceeded for key 'k': $1.0000 spent"))
       << r.message();
   EXPECT_TRUE(absl::StrContains(r.message(), "resets at 2026-11-25T00:00:00Z")) << r.message();
@@ -233,6 +234,103 @@ TEST_F(BudgetsTest, SeedFromStoreRowsAndDuplicatesAreRemoved) {
   ASSERT_TRUE(budgets_->AddSpend({Rec("k", "dup", 0.5)}, -1, false).ok());
   EXPECT_NEAR(Spent("k", "daily"), 1.0, 1e-9);
   EXPECT_GE(budgets_->SeedSinceMs(), now_ - 31 * kDay);
+}
+
+TEST_F(BudgetsTest, RequestsPerMinutePerKeyWithRetryToTheNextMinute) {
+  now_ += 15000;  // 15:00:15
+  auto req = [](const std::string& key, int i) {
+    v1::ReserveRequest r;
+    r.set_client_key_id(key);
+    r.set_request_id(absl::StrCat(key, i));
+    r.set_rpm_limit(3);
+    return r;
+  };
+  for (int i = 0; i < 3; ++i) {
+    const v1::Reservation r = budgets_->Reserve(req("k", i), 0.01);
+    EXPECT_TRUE(r.allowed()) << i;
+    EXPECT_TRUE(r.id().empty());  // no budget: nothing held
+  }
+  const v1::Reservation denied = budgets_->Reserve(req("k", 3), 0.01);
+  EXPECT_FALSE(denied.allowed());
+  EXPECT_EQ(denied.code(), "rate_limit_exceeded");
+  EXPECT_EQ(denied.retry_after_seconds(), 45);
+  EXPECT_TRUE(absl::StrContains(denied.message(), "3 requests per minute")) << denied.message();
+  EXPECT_EQ(budgets_->rejections(), 1u);
+  // Another key has its own window; the next minute starts afresh.
+  EXPECT_TRUE(budgets_->Reserve(req("other", 0), 0.01).allowed());
+  now_ += 44000;  // 15:00:59
+  EXPECT_FALSE(budgets_->Reserve(req("k", 4), 0.01).allowed());
+  now_ += 1000;  // 15:01:00
+  EXPECT_TRUE(budgets_->Reserve(req("k", 5), 0.01).allowed());
+}
+
+TEST_F(BudgetsTest, TokensPerMinuteCountEstimatedInputAndOutput) {
+  auto req = [](int i, int64_t input, int64_t output) {
+    v1::ReserveRequest r;
+    r.set_client_key_id("k");
+    r.set_request_id(absl::StrCat("t", i));
+    r.set_tpm_limit(1000);
+    r.set_estimated_input_tokens(input);
+    r.set_max_output_tokens(output);
+    return r;
+  };
+  EXPECT_TRUE(budgets_->Reserve(req(1, 300, 200), 0.01).allowed());
+  EXPECT_TRUE(budgets_->Reserve(req(2, 300, 200), 0.01).allowed());  // 1000 of 1000
+  const v1::Reservation r = budgets_->Reserve(req(3, 1, 0), 0.01);
+  EXPECT_FALSE(r.allowed());
+  EXPECT_EQ(r.code(), "rate_limit_exceeded");
+  EXPECT_TRUE(absl::StrContains(r.message(), "1000 tokens per minute (1000 used"))
+      << r.message();
+  // A request bigger than the limit still goes when it is alone in its minute.
+  now_ += 60000;
+  EXPECT_TRUE(budgets_->Reserve(req(4, 5000, 0), 0.01).allowed());
+  EXPECT_FALSE(budgets_->Reserve(req(5, 1, 0), 0.01).allowed());
+}
+
+TEST_F(BudgetsTest, RateLimitsAndBudgetsTogether) {
+  ASSERT_TRUE(budgets_->Upsert(KeyBudget("k", 1.0, 0, 0)).ok());
+  v1::ReserveRequest a = Req("k", "a");
+  a.set_rpm_limit(1);
+  const v1::Reservation first = budgets_->Reserve(a, 0.4);
+  ASSERT_TRUE(first.allowed());
+  EXPECT_FALSE(first.id().empty());
+  v1::ReserveRequest b = Req("k", "b");
+  b.set_rpm_limit(1);
+  const v1::Reservation second = budgets_->Reserve(b, 0.4);
+  EXPECT_FALSE(second.allowed());
+  EXPECT_EQ(second.code(), "rate_limit_exceeded");
+  EXPECT_NEAR(Held("k"), 0.4, 1e-9);  // the refused request holds nothing
+  // A request the budget refuses does not use up the minute.
+  ASSERT_TRUE(budgets_->AddSpend({Rec("k", "past", 1.0)}, +1, true).ok());
+  now_ += 60000;
+  v1::ReserveRequest c = Req("k", "c");
+  c.set_rpm_limit(1);
+  const v1::Reservation over = budgets_->Reserve(c, 0.1);
+  EXPECT_FALSE(over.allowed());
+  EXPECT_EQ(over.code(), "budget_exceeded");
+  v1::Budget more = KeyBudget("k", 10.0, 0, 0);
+  ASSERT_TRUE(budgets_->Upsert(more).ok());
+  v1::ReserveRequest d = Req("k", "d");
+  d.set_rpm_limit(1);
+  EXPECT_TRUE(budgets_->Reserve(d, 0.1).allowed());
+}
+
+TEST_F(BudgetsTest, FiftyConcurrentRequestsOnATenRpmKey) {
+  std::atomic<int> allowed{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 50; ++i) {
+    threads.emplace_back([&, i] {
+      v1::ReserveRequest r = Req("k", absl::StrCat("r", i));
+      r.set_rpm_limit(10);
+      if (budgets_->Reserve(r, 0.001).allowed()) {
+        ++allowed;
+      }
+    });
+  }
+  for (std::thread& t : threads) {
+    t.join();
+  }
+  EXPECT_EQ(allowed.load(), 10);
 }
 
 TEST_F(BudgetsTest, ConfigBudgetsAreReadOnly) {

@@ -226,7 +226,7 @@ class LocalUsage final : public Usage {
   }
 
   void Reserve(const v1::ReserveRequest& request, Callback<v1::Reservation> done) override {
-    if (!budgets_->HasBudgets()) {
+    if (!budgets_->HasBudgets() && request.rpm_limit() <= 0 && request.tpm_limit() <= 0) {
       v1::Reservation r;
       r.set_allowed(true);
       r.set_remaining_usd(-1);
@@ -238,7 +238,9 @@ class LocalUsage final : public Usage {
       const double estimate = Estimate(request);
       v1::Reservation r = budgets_->Reserve(request, estimate);
       std::string window;
-      if (!r.allowed()) {
+      if (r.code() == "rate_limit_exceeded") {
+        window = "minute";
+      } else if (!r.allowed()) {
         window = absl::AsciiStrToLower(r.message().substr(0, r.message().find(' ')));
       }
       metrics_.Reservation(r.allowed(), !r.id().empty(), window);

@@ -325,6 +325,30 @@ TEST_F(LocalUsageTest, ReservationsSettleAndSpendSurvivesRestart) {
       << r->message();
 }
 
+TEST_F(LocalUsageTest, RateLimitsApplyWithoutAnyBudget) {
+  UsagePtr usage = Make(Store(), Options());
+  auto reserve = [&](const std::string& id) {
+    v1::ReserveRequest req;
+    req.set_client_key_id("k");
+    req.set_request_id(id);
+    req.set_model("m");
+    req.set_rpm_limit(2);
+    return Call<v1::Reservation>([&](auto cb) { usage->Reserve(req, std::move(cb)); });
+  };
+  ASSERT_TRUE(reserve("a")->allowed());
+  ASSERT_TRUE(reserve("b")->allowed());
+  absl::StatusOr<v1::Reservation> r = reserve("c");
+  ASSERT_TRUE(r.ok());
+  // The third may land in a new minute when the test runs across one.
+  if (!r->allowed()) {
+    EXPECT_EQ(r->code(), "rate_limit_exceeded");
+    EXPECT_GE(r->retry_after_seconds(), 1);
+    EXPECT_LE(r->retry_after_seconds(), 60);
+  } else {
+    EXPECT_FALSE(reserve("d")->allowed());
+  }
+}
+
 TEST_F(LocalUsageTest, RuntimePricingAndBudgetsArePersisted) {
   {
     UsagePtr usage = Make(Store(), Options());

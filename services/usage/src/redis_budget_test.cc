@@ -193,6 +193,51 @@ TEST_F(RedisBudgetTest, DeniedWithTheLimitAndSeedKeepsLiveValues) {
   EXPECT_NEAR(Daily(*a_).spent_usd(), 0.25, 1e-9);
 }
 
+TEST_F(RedisBudgetTest, RateLimitsHoldAcrossReplicas) {
+  now_ += 20000;  // 15:00:20
+  constexpr int kRpm = 7;
+  std::atomic<int> allowed{0};
+  std::atomic<int> refused{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 40; ++i) {
+    threads.emplace_back([&, i] {
+      Budgets& replica = i % 2 == 0 ? *a_ : *b_;
+      v1::ReserveRequest r;
+      r.set_client_key_id("rl");  // no budget: rate limits only
+      r.set_request_id(absl::StrCat("rl", i));
+      r.set_rpm_limit(kRpm);
+      const v1::Reservation res = replica.Reserve(r, 0.001);
+      if (res.allowed()) {
+        ++allowed;
+      } else if (res.code() == "rate_limit_exceeded" && res.retry_after_seconds() == 40) {
+        ++refused;
+      }
+    });
+  }
+  for (std::thread& t : threads) {
+    t.join();
+  }
+  EXPECT_EQ(allowed.load(), kRpm);
+  EXPECT_EQ(refused.load(), 40 - kRpm);
+  // Tokens per minute, with a budget in the same call: a refusal holds nothing.
+  v1::ReserveRequest t = Req("t1");
+  t.set_tpm_limit(100);
+  t.set_estimated_input_tokens(60);
+  ASSERT_TRUE(a_->Reserve(t, 0.1).allowed());
+  EXPECT_NEAR(Daily(*a_).held_usd(), 0.1, 1e-9);
+  t.set_request_id("t2");
+  const v1::Reservation over = b_->Reserve(t, 0.1);
+  EXPECT_FALSE(over.allowed());
+  EXPECT_EQ(over.code(), "rate_limit_exceeded");
+  EXPECT_TRUE(absl::StrContains(over.message(), "100 tokens per minute (60 used"))
+      << over.message();
+  EXPECT_NEAR(Daily(*a_).held_usd(), 0.1, 1e-9);
+  // The next minute starts afresh.
+  now_ += 40000;
+  t.set_request_id("t3");
+  EXPECT_TRUE(b_->Reserve(t, 0.1).allowed());
+}
+
 TEST_F(RedisBudgetTest, RedisDownFailsOpenByDefault) {
   server_.Kill();
   const v1::Reservation r = a_->Reserve(Req("q"), 0.01);
