@@ -1,5 +1,10 @@
 #pragma once
 
+#include <chrono>
+#include <future>
+#include <memory>
+#include <utility>
+
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 
@@ -10,5 +15,20 @@ namespace omniroute {
 // event loop posts the result back to its own executor.
 template <typename T>
 using Callback = absl::AnyInvocable<void(absl::StatusOr<T>)>;
+
+// Calls `start` with a Callback<T> and waits up to `timeout` for its result
+// (DeadlineExceeded after that; a late result is dropped). Only for threads that may block,
+// never an event loop.
+template <typename T, typename Start>
+absl::StatusOr<T> AwaitCallback(Start&& start, std::chrono::milliseconds timeout) {
+  auto promise = std::make_shared<std::promise<absl::StatusOr<T>>>();
+  std::future<absl::StatusOr<T>> result = promise->get_future();
+  std::forward<Start>(start)(
+      Callback<T>([promise](absl::StatusOr<T> r) { promise->set_value(std::move(r)); }));
+  if (result.wait_for(timeout) != std::future_status::ready) {
+    return absl::DeadlineExceededError("no answer in time");
+  }
+  return result.get();
+}
 
 }  // namespace omniroute

@@ -36,6 +36,10 @@ struct ConnectionSpec {
   bool oauth = false;
   std::string status;               // active | expired | needs_login | error | disabled
   std::vector<std::string> models;  // when not empty, the only models the connection serves
+  // The provider's quota as last reported (subscription plans): percent left in the window
+  // that limits it (-1 = unknown) and when that window resets (ms since the epoch; 0 = unknown).
+  double quota_remaining_percent = -1;
+  int64_t quota_resets_at_ms = 0;
 };
 
 // A value that may differ between API-key and OAuth connections. In YAML a number sets

@@ -435,7 +435,7 @@ bool VerifyPassword(std::string_view password, std::string_view stored) {
 
 GeneratedKey GenerateClientKey(std::string_view machine_id, std::string_view secret) {
   GeneratedKey out;
-  out.key_id = RandomHex(3);
+  out.key_id = RandomHex(16);
   out.key = absl::StrCat("sk-", AV(machine_id), "-", out.key_id, "-",
                          ClientKeyChecksum(machine_id, out.key_id, secret));
   return out;
@@ -453,7 +453,7 @@ bool CheckClientKey(std::string_view key, std::string_view secret) {
   if (id_dash == std::string_view::npos) return false;
   const std::string_view key_id = rest.substr(id_dash + 1);
   const std::string_view machine_id = rest.substr(0, id_dash);
-  if (key_id.size() != 6 || !IsLowerHex(key_id) || checksum.size() != 8 || !IsLowerHex(checksum)) {
+  if ((key_id.size() != 6 && key_id.size() != 32) || !IsLowerHex(key_id) || checksum.size() != 8 || !IsLowerHex(checksum)) {
     return false;
   }
   return SecureEquals(ClientKeyChecksum(machine_id, key_id, secret), checksum);

@@ -70,11 +70,13 @@ std::string HashPassword(std::string_view password, int iterations = 100000);
 bool VerifyPassword(std::string_view password, std::string_view stored);
 
 // ---- Client API keys (OmniRoute's format) ----
-// "sk-{machine id}-{key id: 6 hex}-{checksum: 8 hex}", the checksum being the first 8 hex
+// "sk-{machine id}-{key id: 32 hex}-{checksum: 8 hex}", the checksum being the first 8 hex
 // characters of PBKDF2-SHA256(machine id + key id, `secret`, 1000 iterations, 32 bytes).
+// OmniRoute's layout with a 128-bit random key id (OmniRoute's 6-hex ids are also accepted
+// by CheckClientKey): the key stays unguessable even to someone holding `secret`.
 struct GeneratedKey {
   std::string key;
-  std::string key_id;  // the 6 hex characters
+  std::string key_id;  // the 32 hex characters
 };
 GeneratedKey GenerateClientKey(std::string_view machine_id, std::string_view secret);
 // Whether `key` is in the generated format with a checksum made with `secret`.

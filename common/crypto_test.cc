@@ -321,10 +321,10 @@ TEST(CryptoPasswordTest, MalformedStoredValuesNeverMatch) {
 
 TEST(CryptoClientKeyTest, GenerateAndCheck) {
   const GeneratedKey k = GenerateClientKey("0123456789abcdef", "key-secret");
-  ASSERT_EQ(k.key_id.size(), 6u);
+  ASSERT_EQ(k.key_id.size(), 32u);
   EXPECT_EQ(k.key_id.find_first_not_of("0123456789abcdef"), std::string::npos);
   EXPECT_EQ(k.key.rfind(absl::StrCat("sk-0123456789abcdef-", k.key_id, "-"), 0), 0u) << k.key;
-  EXPECT_EQ(k.key.size(), 3 + 16 + 1 + 6 + 1 + 8u);
+  EXPECT_EQ(k.key.size(), 3 + 16 + 1 + 32 + 1 + 8u);
   EXPECT_TRUE(CheckClientKey(k.key, "key-secret"));
   EXPECT_FALSE(CheckClientKey(k.key, "other-secret"));
   std::set<std::string> ids;

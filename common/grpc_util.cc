@@ -2,6 +2,10 @@
 
 #include <grpcpp/health_check_service_interface.h>
 
+#include <vector>
+
+#include "common/metrics.h"
+
 namespace omniroute {
 
 std::shared_ptr<grpc::Channel> MakeServiceChannel(const std::string& address) {
@@ -27,6 +31,10 @@ std::unique_ptr<grpc::Server> StartGrpcServer(const std::string& address,
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), bound_port);
   for (grpc::Service* s : services) builder.RegisterService(s);
+  // grpc_server_* metrics of every call, into MetricsRegistry().
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(GrpcServerMetrics::Default().InterceptorFactory());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server) {
     if (auto* health = server->GetHealthCheckService()) {

@@ -24,7 +24,8 @@ inline absl::Status FromGrpcStatus(const grpc::Status& s) {
 std::shared_ptr<grpc::Channel> MakeServiceChannel(const std::string& address);
 
 // Builds and starts a server on `address` with the standard health service enabled and the
-// given services registered; marks each named service SERVING. Returns nullptr on failure.
+// given services registered; marks each named service SERVING; counts every call in
+// GrpcServerMetrics::Default() (common/metrics.h). Returns nullptr on failure.
 std::unique_ptr<grpc::Server> StartGrpcServer(const std::string& address,
                                               std::initializer_list<grpc::Service*> services,
                                               int* bound_port = nullptr);

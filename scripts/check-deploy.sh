@@ -11,13 +11,18 @@
 #                binary (deploy/docker/runtime-packages.sh)
 #   configs      with binaries: the shipped omniroute.yaml files load in the services
 #   compose      docker-compose config -q (docker-compose 1.29, Debian) with filled-in
-#                secrets; .env.example as it is must be refused (secrets are required)
+#                secrets, each service with the environment it needs and the shared secrets
+#                equal (deploy/tools/required-env.mjs); .env.example as it is must be
+#                refused (secrets are required)
 #   kustomize    kubectl kustomize of deploy/k8s, overlays/with-datastores, overlays/example
 #                and base + components/monitoring, each validated against the Kubernetes schemas
 #                (deploy/tools/validate-k8s.mjs, npm kubernetes-models); the example Secret
-#                and create-secrets.sh --dry-run as well
+#                and create-secrets.sh --dry-run as well; validate-k8s.mjs also checks each
+#                service's environment (required-env.mjs) and that the NetworkPolicies admit
+#                every service-to-service call
 #   helm         helm lint --strict, helm template for the defaults, with the
-#                ServiceMonitor, with a chart-made Secret and under another release name,
+#                ServiceMonitor, with a chart-made Secret (with and without the optional
+#                STORAGE_ENCRYPTION_KEY_PREVIOUS) and under another release name,
 #                each validated; the defaults equal the kustomize base and the
 #                ServiceMonitor rendering equals base + components/monitoring
 #                (deploy/tools/compare-manifests.mjs)
@@ -147,10 +152,15 @@ fi
 # ------------------------------------------------------------------ compose
 compose_check() {
   local env="$tmp/compose.env"
-  sed -E 's/^(OMNIROUTE_ADMIN_KEY|API_KEY_SECRET|JWT_SECRET|INITIAL_PASSWORD|POSTGRES_PASSWORD|GRAFANA_ADMIN_PASSWORD)=$/\1=check0123456789/' \
+  sed -E 's/^(OMNIROUTE_ADMIN_KEY|API_KEY_SECRET|JWT_SECRET|INITIAL_PASSWORD|STORAGE_ENCRYPTION_KEY|POSTGRES_PASSWORD|GRAFANA_ADMIN_PASSWORD)=$/\1=check0123456789/' \
     deploy/compose/.env.example >"$env"
   docker-compose -f deploy/compose/docker-compose.yml --env-file "$env" config -q || return 1
   echo "ok   docker-compose config -q (secrets filled in)"
+  if [ "$node_ok" = 1 ]; then
+    docker-compose -f deploy/compose/docker-compose.yml --env-file "$env" config >"$tmp/compose.yaml" \
+      || return 1
+    node "$tools/required-env.mjs" --compose "$tmp/compose.yaml" || return 1
+  fi
   if docker-compose -f deploy/compose/docker-compose.yml --env-file deploy/compose/.env.example \
        config -q >/dev/null 2>&1; then
     echo "FAIL docker-compose accepts .env.example with empty secrets"
@@ -213,8 +223,24 @@ helm_check() {
   "$helm" template omniroute "$chart" -n omniroute --set secrets.create=true \
     --set secrets.values.OMNIROUTE_ADMIN_KEY=a --set secrets.values.API_KEY_SECRET=b \
     --set secrets.values.JWT_SECRET=c --set secrets.values.INITIAL_PASSWORD=d \
+    --set secrets.values.STORAGE_ENCRYPTION_KEY=e \
     --set secrets.values.REDIS_URL=redis://r:6379 --set secrets.values.DATABASE_URL=postgresql://p/db \
     >"$tmp/helm-secret.yaml" || return 1
+  # During a key rotation: the optional STORAGE_ENCRYPTION_KEY_PREVIOUS joins the Secret.
+  "$helm" template omniroute "$chart" -n omniroute --set secrets.create=true \
+    --set secrets.values.OMNIROUTE_ADMIN_KEY=a --set secrets.values.API_KEY_SECRET=b \
+    --set secrets.values.JWT_SECRET=c --set secrets.values.INITIAL_PASSWORD=d \
+    --set secrets.values.STORAGE_ENCRYPTION_KEY=e \
+    --set secrets.optionalValues.STORAGE_ENCRYPTION_KEY_PREVIOUS=old \
+    --set secrets.values.REDIS_URL=redis://r:6379 --set secrets.values.DATABASE_URL=postgresql://p/db \
+    >"$tmp/helm-secret-rotation.yaml" || return 1
+  if grep -q '^  STORAGE_ENCRYPTION_KEY_PREVIOUS:' "$tmp/helm-secret.yaml" \
+     || ! grep -q '^  STORAGE_ENCRYPTION_KEY_PREVIOUS: "old"' "$tmp/helm-secret-rotation.yaml"; then
+    echo "FAIL helm template: STORAGE_ENCRYPTION_KEY_PREVIOUS must be in the Secret only when set"
+    rc=1
+  else
+    echo "ok   helm template puts STORAGE_ENCRYPTION_KEY_PREVIOUS into the Secret only when set"
+  fi
   "$helm" template team "$chart" -n ai --set image.repositoryPrefix=registry.example.com/ai/ \
     --set edge.autoscaling.enabled=false --set ingress.enabled=false >"$tmp/helm-team.yaml" || return 1
   if "$helm" template omniroute "$chart" --set secrets.create=true >/dev/null 2>&1; then
@@ -226,6 +252,8 @@ helm_check() {
   validate --name "helm template (defaults)" "$tmp/helm.yaml" || rc=1
   validate --name "helm template (serviceMonitor)" "$tmp/helm-monitoring.yaml" || rc=1
   node "$tools/validate-k8s.mjs" --name "helm template (secrets.create)" "$tmp/helm-secret.yaml" || rc=1
+  node "$tools/validate-k8s.mjs" --name "helm template (secrets.create, key rotation)" \
+    "$tmp/helm-secret-rotation.yaml" || rc=1
   validate --name "helm template (release team, namespace ai)" "$tmp/helm-team.yaml" || rc=1
   if [ -s "$tmp/base.yaml" ]; then
     printf 'helm defaults vs kubectl kustomize deploy/k8s: '

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test: installs the dependencies, configures and builds with CMake/Ninja (ccache),
-# runs the unit tests (ctest), checks the deploy files (scripts/check-deploy.sh), then the
-# integration tests (node's test runner against real processes on loopback). Prints how
-# long each stage took; exits non-zero if any failed.
+# runs the unit tests (ctest, with a throwaway PostgreSQL and the mock OAuth server, so the
+# PostgreSQL store tests and the OAuth end-to-end test run instead of skipping), checks the
+# deploy files (scripts/check-deploy.sh), then the integration tests (node's test runner
+# against real processes on loopback). Prints how long each stage took; exits non-zero if
+# any failed.
 #
 # Environment:
 #   OMNI_BUILD_DIR      build directory (default <repo>/build)
@@ -12,6 +14,9 @@
 #   OMNI_IT_TIMEOUT     wall-clock limit of the whole integration stage in s (default 1500)
 #   OMNI_IT_MODES       integration modes to run (default allinone,distributed)
 #   OMNI_SKIP_BUILD=1   use the binaries already in the build directory
+#   OMNI_TEST_PG_URL    a PostgreSQL for the unit tests (default: a throwaway cluster)
+#   OMNI_MOCK_OAUTH_URL a running tests/integration/mock-oauth.mjs (default: one is started)
+#   OMNI_PG_BIN         PostgreSQL's binaries (default /usr/lib/postgresql/15/bin)
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -45,6 +50,107 @@ configure() {
 
 build_all() {
   locked cmake --build "$build" -j"$jobs"
+}
+
+# ---- Services the unit tests use: a throwaway PostgreSQL cluster and the mock OAuth server,
+# started before ctest and stopped after it (and by the EXIT trap if the script dies first).
+unit_dir=""
+unit_pg_run=()
+unit_pg_url=""
+unit_mock_pid=""
+unit_oauth_url=""
+unit_pg_tests='Postgres'   # ctest -R: the tests that use OMNI_TEST_PG_URL
+
+stop_unit_services() {
+  if [ -n "$unit_mock_pid" ]; then
+    kill -TERM "$unit_mock_pid" 2>/dev/null
+    wait "$unit_mock_pid" 2>/dev/null
+    unit_mock_pid=""
+  fi
+  if [ -n "$unit_dir" ]; then
+    if [ -f "$unit_dir/data/postmaster.pid" ]; then
+      "${unit_pg_run[@]}" "${OMNI_PG_BIN:-/usr/lib/postgresql/15/bin}/pg_ctl" -D "$unit_dir/data" \
+        -m fast -w -t 30 stop >/dev/null 2>&1
+    fi
+    rm -rf "$unit_dir"
+    unit_dir=""
+  fi
+}
+trap stop_unit_services EXIT
+
+# A free TCP port on loopback (the kernel's choice; released before postgres takes it).
+free_port() {
+  node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => {
+    console.log(s.address().port); s.close(); });'
+}
+
+# Starts PostgreSQL 15 in $unit_dir on a free loopback port (as tests/integration/lib/postgres.mjs
+# does): initdb refuses to run as root, so as root the cluster belongs to the postgres user.
+# Sets unit_pg_url to a fresh database.
+start_unit_postgres() {
+  local bin="${OMNI_PG_BIN:-/usr/lib/postgresql/15/bin}" port sock="$unit_dir/s"
+  [ -x "$bin/initdb" ] || { echo "unit: no PostgreSQL in $bin (OMNI_PG_BIN)" >&2; return 1; }
+  if [ ${#sock} -gt 90 ]; then
+    echo "unit: $sock is too long for a unix socket path (set TMPDIR)" >&2
+    return 1
+  fi
+  mkdir -p "$sock" && chmod 755 "$unit_dir" "$sock" || return 1
+  if [ "$(id -u)" = 0 ]; then
+    chown postgres: "$unit_dir" "$sock" || return 1
+    unit_pg_run=(runuser -u postgres --)
+  fi
+  unit_pg_run+=(env HOME="$unit_dir" LANG=C LC_ALL=C)
+  "${unit_pg_run[@]}" "$bin/initdb" -D "$unit_dir/data" --no-sync -A trust -U postgres -E UTF8 \
+    --locale=C >"$unit_dir/initdb.log" 2>&1 || { cat "$unit_dir/initdb.log" >&2; return 1; }
+  port=$(free_port) || return 1
+  "${unit_pg_run[@]}" "$bin/pg_ctl" -D "$unit_dir/data" -l "$unit_dir/data/postgres.log" -w -t 30 \
+    -o "-p $port -k $sock -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off" \
+    -o "-c full_page_writes=off -c max_connections=200 -c shared_buffers=32MB" \
+    start >/dev/null || { tail -n 20 "$unit_dir/data/postgres.log" >&2; return 1; }
+  PGCONNECT_TIMEOUT=3 psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d postgres \
+    -c 'create database omniroute_test' || return 1
+  unit_pg_url="postgresql://postgres@127.0.0.1:$port/omniroute_test"
+}
+
+# Starts the mock OAuth server in the background; sets unit_oauth_url once it listens.
+start_unit_mock_oauth() {
+  local log="$unit_dir/mock-oauth.log" i
+  node "$root/tests/integration/mock-oauth.mjs" >"$log" 2>&1 &
+  unit_mock_pid=$!
+  for i in $(seq 200); do  # 10 s
+    if grep -q '^http' "$log"; then
+      unit_oauth_url=$(grep -m 1 '^http' "$log")
+      return 0
+    fi
+    kill -0 "$unit_mock_pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "unit: the mock OAuth server did not start: $(tail -n 5 "$log")" >&2
+  return 1
+}
+
+unit() {
+  local status
+  unit_pg_url="${OMNI_TEST_PG_URL:-}"
+  unit_oauth_url="${OMNI_MOCK_OAUTH_URL:-}"
+  unit_dir=$(mktemp -d "${TMPDIR:-/tmp}/omni-unit.XXXXXX") || return 1
+  if [ -z "$unit_pg_url" ]; then
+    start_unit_postgres || { echo "unit: cannot start PostgreSQL" >&2; stop_unit_services; return 1; }
+    echo "unit: throwaway PostgreSQL at $unit_pg_url"
+  fi
+  if [ -z "$unit_oauth_url" ]; then
+    start_unit_mock_oauth || { stop_unit_services; return 1; }
+    echo "unit: mock OAuth server at $unit_oauth_url"
+  fi
+  # The tests that use PostgreSQL share its database (and one of them terminates every
+  # connection to it): they run one at a time, after the others.
+  local env=(env OMNI_TEST_PG_URL="$unit_pg_url" OMNI_MOCK_OAUTH_URL="$unit_oauth_url")
+  "${env[@]}" ctest --test-dir "$build" --output-on-failure -j"$jobs" --timeout 300 -E "$unit_pg_tests"
+  status=$?
+  "${env[@]}" ctest --test-dir "$build" --output-on-failure -j1 --timeout 300 -R "$unit_pg_tests" \
+    || status=1
+  stop_unit_services
+  return $status
 }
 
 integration() {
@@ -102,7 +208,7 @@ else
 fi
 
 if [ "$built" -eq 1 ]; then
-  stage unit ctest --test-dir "$build" --output-on-failure -j"$jobs" --timeout 300
+  stage unit unit
 else
   skip_stage unit "nothing built"
 fi

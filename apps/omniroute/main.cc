@@ -82,5 +82,23 @@ int main(int argc, char** argv) {
   }
   services.usage = *std::move(usage_impl);
   services.in_process = true;
-  return edge::RunEdgeUntilSignal(*config, std::move(services), "all-in-one");
+
+  // Config reload: the router first (it refuses what it cannot route), then accounts (put
+  // the router back if that fails), then usage; the edge's own settings last.
+  auto local_router = std::dynamic_pointer_cast<router::LocalRouter>(services.router);
+  auto in_force = std::make_shared<ConfigPtr>(*config);
+  edge::EdgeReload reload;
+  reload.flag_path = config_path;
+  reload.apply = [local_router, accounts = services.accounts, usage = services.usage,
+                  in_force](const ConfigPtr& next) -> absl::Status {
+    if (absl::Status s = local_router->ReloadConfig(next); !s.ok()) return s;
+    if (absl::Status s = accounts::ReloadAccountsConfig(*accounts, next); !s.ok()) {
+      (void)local_router->ReloadConfig(*in_force);
+      return s;
+    }
+    if (absl::Status s = usage::ReloadUsageConfig(*usage, *next); !s.ok()) return s;
+    *in_force = next;
+    return absl::OkStatus();
+  };
+  return edge::RunEdgeUntilSignal(*config, std::move(services), "all-in-one", std::move(reload));
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates (or updates) the Secrets of deploy/k8s with random keys:
 #   omniroute-secrets        OMNIROUTE_ADMIN_KEY API_KEY_SECRET JWT_SECRET INITIAL_PASSWORD
-#                            REDIS_URL DATABASE_URL (and POSTGRES_PASSWORD with --with-datastores)
+#                            STORAGE_ENCRYPTION_KEY REDIS_URL DATABASE_URL (and
+#                            POSTGRES_PASSWORD with --with-datastores)
 #   omniroute-provider-keys  every NAME=value given with --provider-key (optional)
 #
 #   deploy/k8s/create-secrets.sh --redis-url URL --database-url URL [--provider-key NAME=VALUE]...
@@ -9,7 +10,10 @@
 #
 # Options: -n NAMESPACE (default omniroute); --dry-run prints the objects instead of
 # applying them (no cluster needed). Keys that already exist in the cluster are kept, so
-# running it again does not change the admin key. Needs kubectl and openssl.
+# running it again changes neither the admin key nor STORAGE_ENCRYPTION_KEY (the key of the
+# provider credentials the accounts service stores: a new one would make them unreadable;
+# services/accounts/README.md says how to rotate it). STORAGE_ENCRYPTION_KEY_PREVIOUS, set
+# during a rotation, is kept as well. Needs kubectl and openssl.
 set -euo pipefail
 ns=omniroute
 redis_url=""
@@ -25,7 +29,7 @@ while [ $# -gt 0 ]; do
     --with-datastores) datastores=1; shift ;;
     --provider-key) provider+=("$2"); shift 2 ;;
     --dry-run) dry_run=1; shift ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "create-secrets: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -42,7 +46,12 @@ admin_key=$(keep_or OMNIROUTE_ADMIN_KEY "sk-admin-$(openssl rand -hex 24)")
 api_key_secret=$(keep_or API_KEY_SECRET "$(openssl rand -hex 32)")
 jwt_secret=$(keep_or JWT_SECRET "$(openssl rand -hex 32)")
 initial_password=$(keep_or INITIAL_PASSWORD "$(openssl rand -hex 16)")
+storage_key=$(keep_or STORAGE_ENCRYPTION_KEY "$(openssl rand -hex 32)")
 extra=()
+previous_storage_keys=$(existing STORAGE_ENCRYPTION_KEY_PREVIOUS)
+if [ -n "$previous_storage_keys" ]; then
+  extra+=(--from-literal=STORAGE_ENCRYPTION_KEY_PREVIOUS="$previous_storage_keys")
+fi
 if [ "$datastores" = 1 ]; then
   pg_password=$(keep_or POSTGRES_PASSWORD "$(openssl rand -hex 24)")
   redis_url=${redis_url:-redis://omniroute-redis:6379/0}
@@ -70,6 +79,7 @@ kubectl -n "$ns" create secret generic omniroute-secrets --dry-run=client -o yam
   --from-literal=API_KEY_SECRET="$api_key_secret" \
   --from-literal=JWT_SECRET="$jwt_secret" \
   --from-literal=INITIAL_PASSWORD="$initial_password" \
+  --from-literal=STORAGE_ENCRYPTION_KEY="$storage_key" \
   --from-literal=REDIS_URL="$redis_url" \
   --from-literal=DATABASE_URL="$database_url" \
   "${extra[@]}" | label | apply

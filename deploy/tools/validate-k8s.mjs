@@ -12,11 +12,14 @@
 //      name existing container ports, HPA/PDB/NetworkPolicy/Ingress/ServiceMonitor refer
 //      to existing objects, OMNIROUTE_*_ADDR point at a Service port, every ConfigMap a pod
 //      mounts is in the set, every Secret key a pod reads is in --secrets (the example
-//      Secret), the gateway's pods run as non-root with a read-only root file system, and
-//      the edge's termination grace period covers preStop + drain_timeout_ms + flush.
+//      Secret), the gateway's pods run as non-root with a read-only root file system, the
+//      edge's termination grace period covers preStop + drain_timeout_ms + flush, each
+//      service gets the environment it needs (required-env.mjs) with the shared secrets
+//      from one source, and the NetworkPolicies admit every OMNIROUTE_*_ADDR connection.
 // Exit status: 0 valid, 1 invalid, 2 usage error.
 import fs from "node:fs";
 import { parseAllDocuments, parse as parseYaml } from "yaml";
+import { checkServices } from "./required-env.mjs";
 
 const args = process.argv.slice(2);
 let secretsFile = null;
@@ -332,6 +335,59 @@ for (const o of objects) {
     if (svcs.length === 0) err(o, "selector matches no Service");
     for (const ep of o.spec.endpoints ?? []) {
       if (!svcs.some((s) => s.spec.ports.some((p) => p.name === ep.port))) err(o, `endpoint port ${ep.port} is not a named port of the selected Services`);
+    }
+  }
+}
+
+// The environment of each service (required-env.mjs): what a service needs, and shared
+// secrets from the same Secret key (or the same literal) everywhere.
+const envOf = {};
+for (const w of workloads) {
+  const labels = w.spec.template.metadata?.labels ?? {};
+  const component = labels["app.kubernetes.io/component"];
+  if (labels["app.kubernetes.io/name"] !== "omniroute" || !component) continue;
+  const vars = {};
+  for (const c of w.spec.template.spec.containers) {
+    for (const e of c.env ?? []) {
+      const s = e.valueFrom?.secretKeyRef;
+      const m = e.valueFrom?.configMapKeyRef;
+      vars[e.name] = s ? `secret:${s.name}/${s.key}` : m ? `configmap:${m.name}/${m.key}` : `value:${e.value ?? ""}`;
+    }
+  }
+  envOf[component] = vars;
+}
+if (Object.keys(envOf).length > 0) {
+  for (const e of checkServices(envOf)) err(null, e);
+}
+
+// NetworkPolicies: the pods a workload calls through OMNIROUTE_*_ADDR admit it on that port.
+const policies = objects.filter((o) => o.kind === "NetworkPolicy" && (o.spec.policyTypes ?? ["Ingress"]).includes("Ingress"));
+const selectsPod = (p, labels) =>
+  !p.spec.podSelector || Object.keys(p.spec.podSelector).length === 0 || matchesSelector(p.spec.podSelector, labels);
+for (const w of workloads) {
+  const from = w.spec.template.metadata?.labels ?? {};
+  for (const c of w.spec.template.spec.containers) {
+    for (const e of c.env ?? []) {
+      if (!/^OMNIROUTE_[A-Z]+_ADDR$/.test(e.name)) continue;
+      const [host, port] = (e.value ?? "").split(":");
+      const svc = byKindName("Service", host);
+      const sp = svc?.spec.ports.find((p) => p.port === Number(port));
+      if (!sp) continue; // reported above
+      for (const target of podsMatching(svc.spec.selector)) {
+        const to = target.spec.template.metadata?.labels ?? {};
+        const applying = policies.filter((p) => selectsPod(p, to));
+        if (applying.length === 0) continue;
+        const tport = sp.targetPort ?? sp.port;
+        const cp = containerPorts(target.spec.template).find((p) => (typeof tport === "string" ? p.name === tport : p.containerPort === tport));
+        const admitted = applying.some((p) => (p.spec.ingress ?? []).some((rule) => {
+          const portOk = !rule.ports || rule.ports.some((rp) => rp.port === cp?.containerPort || (cp?.name && rp.port === cp.name));
+          // a pod selector of this namespace: empty (every pod) or one matching the caller
+          const fromOk = !rule.from || rule.from.some((f) => f.podSelector && !f.namespaceSelector &&
+            (Object.keys(f.podSelector).length === 0 || matchesSelector(f.podSelector, from)));
+          return portOk && fromOk;
+        }));
+        if (!admitted) err(w, `env ${e.name}=${e.value}: no NetworkPolicy admits it to ${target.metadata.name} port ${cp?.containerPort ?? tport}`);
+      }
     }
   }
 }

@@ -17,6 +17,11 @@ int main(int argc, char** argv) {
                          accounts::AccountsOptionsFromConfig(*config));
         ASSIGN_OR_RETURN(accounts::AccountsPtr impl,
                          accounts::MakeLocalAccounts(config, std::move(options)));
-        return cli::ServiceWiring{accounts::MakeAccountsGrpcService(std::move(impl)), nullptr};
+        cli::ServiceWiring wiring{accounts::MakeAccountsGrpcService(impl), nullptr};
+        wiring.config = config;
+        wiring.reload = [impl](const ConfigPtr& next) {
+          return accounts::ReloadAccountsConfig(*impl, next);
+        };
+        return wiring;
       });
 }

@@ -63,5 +63,6 @@ int main(int argc, char** argv) {
     }
     return true;
   };
-  return edge::RunEdgeUntilSignal(*config, std::move(services), "distributed");
+  return edge::RunEdgeUntilSignal(*config, std::move(services), "distributed",
+                                  edge::EdgeReload{flags->config_path, nullptr});
 }

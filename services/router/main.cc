@@ -1,5 +1,7 @@
+#include <chrono>
 #include <memory>
 
+#include "common/callback.h"
 #include "common/cli.h"
 #include "common/config.h"
 #include "common/grpc_util.h"
@@ -9,6 +11,7 @@
 #include "grpc_router.h"
 #include "local_router.h"
 #include "redis_state_store.h"
+#include "router_metrics.h"
 #include "state_store.h"
 
 int main(int argc, char** argv) {
@@ -42,8 +45,21 @@ int main(int argc, char** argv) {
         } else {
           LogInfo("no accounts service (services.accounts): nodes and connections of the file");
         }
-        router::RouterPtr impl =
-            router::MakeLocalRouter(config, registry, std::move(state), std::move(options));
-        return cli::ServiceWiring{router::MakeRouterGrpcService(std::move(impl)), nullptr};
+        auto impl = std::make_shared<router::LocalRouter>(config, registry, std::move(state),
+                                                          std::move(options));
+        cli::ServiceWiring wiring{router::MakeRouterGrpcService(impl), nullptr};
+        wiring.config = config;
+        wiring.reload = [impl](const ConfigPtr& next) { return impl->ReloadConfig(next); };
+        // Breakers, cooldowns, lockouts and the state store, as Health answers them.
+        wiring.metrics_text = [impl] {
+          absl::StatusOr<router::v1::HealthResponse> health =
+              AwaitCallback<router::v1::HealthResponse>(
+                  [&impl](Callback<router::v1::HealthResponse> done) {
+                    impl->Health(router::v1::HealthRequest(), std::move(done));
+                  },
+                  std::chrono::seconds(2));
+          return health.ok() ? router::RouterHealthMetricsText(*health) : std::string();
+        };
+        return wiring;
       });
 }

@@ -3,6 +3,7 @@
 #include <string>
 #include <system_error>
 
+#include "common/callback.h"
 #include "common/cli.h"
 #include "common/config.h"
 #include "common/log.h"
@@ -40,12 +41,27 @@ int main(int argc, char** argv) {
         LogInfo("usage spool", {{"dir", options.spool_dir}});
         ASSIGN_OR_RETURN(usage::UsagePtr impl,
                          usage::MakeLocalUsage(std::move(store), std::move(options)));
-        return cli::ServiceWiring{
+        cli::ServiceWiring wiring{
             usage::MakeUsageGrpcService(impl), [impl] {
               const size_t pending = impl->Flush(std::chrono::seconds(10));
               if (pending > 0) {
                 LogError("usage records not stored at exit", {{"count", std::to_string(pending)}});
               }
             }};
+        wiring.config = config;
+        wiring.reload = [impl](const ConfigPtr& next) {
+          return usage::ReloadUsageConfig(*impl, *next);
+        };
+        // The usage metrics (records, tokens, cost, store writes, spool, reservations).
+        wiring.metrics_text = [impl] {
+          absl::StatusOr<usage::v1::MetricsResponse> metrics =
+              AwaitCallback<usage::v1::MetricsResponse>(
+                  [&impl](Callback<usage::v1::MetricsResponse> done) {
+                    impl->Metrics(std::move(done));
+                  },
+                  std::chrono::seconds(2));
+          return metrics.ok() ? metrics->text() : std::string();
+        };
+        return wiring;
       });
 }

@@ -4,7 +4,8 @@
 //
 //   node mock-oauth.mjs            # listens on 127.0.0.1:$PORT (0 = any) and prints its URL
 //   import { startMockOAuth } from './mock-oauth.mjs';
-//   const m = await startMockOAuth({ port: 0 });  // {url, port, calls(), config(obj), close()}
+//   const m = await startMockOAuth({ port: 0 });  // {url, port, calls(), config(obj), close(),
+//                                                 //  accessTokens(provider), secrets(), approve()}
 //
 // Every provider URL https://HOST/PATH is served at <url>/HOST/PATH, which is what the
 // accounts service calls with `url_base_override: <url>`. Requests are validated the way the
@@ -152,6 +153,7 @@ class MockOAuth {
     this.copilotTokens = new Map(); // Copilot token → expiresAt
     this.kiroClients = new Map(); // clientId → clientSecret
     this.geminiUsers = new Map(); // email → {onboardCalls, project}
+    this.issued = new Set(); // every access and refresh token ever issued (rotated ones too)
   }
 
   setConfig(patch) {
@@ -244,12 +246,14 @@ class MockOAuth {
   issue(provider, { clientId, email = this.config.email, accountId, withRefresh = true, prefix, ttlS } = {}) {
     const ttl = ttlS === undefined ? Number(this.config.accessTokenTtlS) : ttlS;
     const access = randomToken(prefix ?? `${provider}-at-`);
+    this.issued.add(access);
     const expiresAt = ttl === null ? Number.MAX_SAFE_INTEGER : Date.now() + ttl * 1000;
     this.access.set(access, { provider, expiresAt, email, accountId });
     const out = { access_token: access, token_type: 'Bearer' };
     if (ttl !== null) out.expires_in = ttl;
     if (withRefresh) {
       const refresh = randomToken(`${provider}-rt-`);
+      this.issued.add(refresh);
       this.refresh.set(refresh, { provider, clientId, email, accountId });
       out.refresh_token = refresh;
     }
@@ -720,6 +724,15 @@ export async function startMockOAuth({ port = 0, host = '127.0.0.1' } = {}) {
     port: mock.port,
     calls: () => ({ ...mock.counts }),
     config: (patch) => ({ ...mock.setConfig(patch) }),
+    // Access tokens issued, oldest first: [{token, provider, expiresAt, email, accountId}].
+    accessTokens: (provider) => [...mock.access.entries()]
+      .filter(([, r]) => !provider || r.provider === provider).map(([token, r]) => ({ token, ...r })),
+    // Every secret handed out (access, refresh and Copilot tokens, kiro client secrets, the
+    // iFlow API keys of the iFlow access tokens).
+    secrets: () => [...mock.issued, ...mock.copilotTokens.keys(),
+      ...mock.kiroClients.values(),
+      ...[...mock.access].filter(([, r]) => r.provider === 'iflow').map(([t]) => mock.config.iflowApiKey
+        || `sk-iflow-${crypto.createHash('sha256').update(t).digest('hex').slice(0, 32)}`)],
     reset: () => mock.reset(),
     approve: (userCodeValue, { deny = false } = {}) => {
       const dev = [...mock.devices.values()].find((d) => d.userCode === userCodeValue);

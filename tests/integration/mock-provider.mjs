@@ -30,7 +30,8 @@
 //   GET    /_mock/faults                the queue
 //   DELETE /_mock/faults                clear the queue
 //   POST   /_mock/config                {"keys":[..]|null, "models":[..], "answer":{..}}
-//                                       (answer: default options of every answer, as in a fault)
+//                                       (answer: default options of every answer, as in a
+//                                       fault; "headers" are sent with every answer)
 //   POST   /_mock/reset                 requests, faults and config back to the start
 //   GET    /_mock/stats                 counters (requests, in flight, max in flight)
 //   GET    /_mock/health                200
@@ -45,8 +46,10 @@
 // "arguments": {..}}] (answer with these calls unless the conversation ends with tool
 // results), "cached_tokens": N (report N input tokens read from cache)}. "match" may also
 // have "body_contains": "text" (the raw request body contains it).
-// A fault without "status" changes how the normal answer is given. The first queued fault
-// that matches a request applies to it.
+// A fault without "status" changes how the normal answer is given ("headers" then join the
+// answer's own, e.g. the quota headers of subscription plans:
+// anthropic-ratelimit-unified-5h-utilization, x-codex-primary-used-percent, ...). The first
+// queued fault that matches a request applies to it.
 //
 // Each answered request's record has `answer`: {text, reasoning, tool_calls: [{id, name,
 // arguments}], usage: {input, cached, output, reasoning, ...} with OpenAI's meaning, and the
@@ -969,7 +972,7 @@ export class MockProvider {
     usage.total_tokens = opts.usage?.total_tokens ?? usage.prompt_tokens + usage.completion_tokens;
     const id = `chatcmpl-${randomId(29)}`;
     const created = Math.floor(Date.now() / 1000);
-    const headers = this.rateHeaders(body.model);
+    const headers = { ...this.rateHeaders(body.model), ...(opts.headers || {}) };
     const toolCalls = answer.toolCalls.map((c) => ({ id: derivedId('call_', c.seed, 24, 'b62'), type: 'function',
       function: { name: c.name, arguments: c.json } }));
     const text = answer.text === null ? null : parts.join('');
@@ -1076,7 +1079,7 @@ export class MockProvider {
     const created = Math.floor(Date.now() / 1000);
     const respId = `resp_${randomId(48)}`;
     const msgId = `msg_${randomId(48)}`;
-    const headers = this.rateHeaders(body.model);
+    const headers = { ...this.rateHeaders(body.model), ...(opts.headers || {}) };
 
     // The output items: reasoning, message, function calls.
     const items = [];
@@ -1201,7 +1204,8 @@ export class MockProvider {
       output_tokens: u.output, service_tier: 'standard', ...(opts.usage || {}),
     };
     const id = `msg_${randomId(24)}`;
-    const headers = { 'request-id': `req_${randomId(24)}`, 'anthropic-organization-id': 'mock-org' };
+    const headers = { 'request-id': `req_${randomId(24)}`, 'anthropic-organization-id': 'mock-org',
+      ...(opts.headers || {}) };
     const content = [];
     if (thinking) content.push({ type: 'thinking', thinking, signature: anthropicSignature(thinking) });
     if (text !== null) content.push({ type: 'text', text });
@@ -1293,7 +1297,7 @@ export class MockProvider {
     entry.answer = MockProvider.describeAnswer(answer, { text, usage: u,
       tool_calls: callParts.map((p) => ({ id: null, name: p.functionCall.name, arguments: p.functionCall.args })),
       tokens: answer.thinking ? { thought_signature: signature, thoughts_shown: includeThoughts } : {} });
-    const headers = { 'x-goog-request-id': randomId(16) };
+    const headers = { 'x-goog-request-id': randomId(16), ...(opts.headers || {}) };
     if (!route.stream) {
       const out = [];
       if (answer.thinking && includeThoughts) out.push({ text: answer.thinking, thought: true });

@@ -28,6 +28,11 @@ class Accounts {
 
   // The accounts admin API (keys, providers, nodes, models, OAuth, login, security).
   virtual void Admin(const v1::AdminRequest& request, Callback<v1::AdminResponse> done) = 0;
+
+  // The quota windows a provider announced on a connection. Returns at once, without an
+  // answer (callers on an event loop fire and forget); reports of unknown connections are
+  // ignored.
+  virtual void ReportQuota(const v1::QuotaReport& /*report*/) {}
 };
 
 using AccountsPtr = std::shared_ptr<Accounts>;

@@ -9,7 +9,8 @@
 //                                         "expiresAt","metadata","enabled"} → the key, once
 //   GET|PUT|PATCH|DELETE /api/keys/{id}  (DELETE revokes)
 //   GET    /api/keys/{id}/reveal         only with ALLOW_API_KEY_REVEAL=true
-//   GET    /api/providers                connections (secrets masked)
+//   GET    /api/providers                connections (secrets masked; "quota": the windows
+//                                         a subscription's provider last reported)
 //   POST   /api/providers                {"provider","name","apiKey","priority","enabled",
 //                                         "proxy","models"}
 //   GET|PUT|PATCH|DELETE /api/providers/{id}
@@ -444,6 +445,8 @@ v1::AdminResponse LocalAccounts::AdminNow(const v1::AdminRequest& req) {
       }
       auto flow = oauth_->Start(provider, Str(body, "redirectUri"));
       if (!flow.ok()) return FailStatus(flow.status());
+      // Device flows send no OAuth state; the pending flow still needs an id for /poll.
+      if (flow->state.empty()) flow->state = crypto::Base64UrlEncode(crypto::RandomBytes(24));
       const int64_t expires = flow->expires_at_ms > 0 ? flow->expires_at_ms : Now() + 15 * 60000;
       json::object doc{{"provider", provider},
                        {"name", name},
@@ -560,27 +563,29 @@ v1::AdminResponse LocalAccounts::AdminNow(const v1::AdminRequest& req) {
     if (id.empty() && method == "POST") {
       if (auto s = validate(body); !s.ok()) return FailStatus(s);
       if (Str(body, "name").empty()) return Fail(400, "name: required");
-      crypto::GeneratedKey gen;
+      // The object's id is unrelated to the key: ids are listed, keys are shown once.
+      const crypto::GeneratedKey gen = crypto::GenerateClientKey(machine_id_, config_->api_key_secret);
+      std::string key_id;
       do {
-        gen = crypto::GenerateClientKey(machine_id_, config_->api_key_secret);
-      } while (snap->key_hash_by_id.count(gen.key_id));
-      json::object doc{{"id", gen.key_id},
+        key_id = absl::StrCat("key_", RandomHex(6));
+      } while (snap->key_hash_by_id.count(key_id));
+      json::object doc{{"id", key_id},
                        {"name", Str(body, "name")},
                        {"hash", Sha256Hex(gen.key)},
-                       {"prefix", crypto::MaskSecret(gen.key)},
+                       {"prefix", absl::StrCat("sk-", machine_id_, "-", gen.key_id.substr(0, 4), "…")},
                        {"enabled", true},
                        {"createdAt", Now()}};
       if (auto s = apply(body, doc); !s.ok()) return FailStatus(s);
-      StoredObject o{"key", gen.key_id, json::serialize(doc),
+      StoredObject o{"key", key_id, json::serialize(doc),
                      options_.allow_key_reveal
-                         ? options_.keyring->Encrypt(gen.key, SecretAad("key", gen.key_id))
+                         ? options_.keyring->Encrypt(gen.key, SecretAad("key", key_id))
                          : std::string(),
                      0};
       if (auto s = put(o); !s.ok()) return FailStatus(s);
       doc.erase("hash");
       doc["key"] = gen.key;
       doc["managedBy"] = "api";
-      LogInfo("client key created", {{"key_id", gen.key_id}});
+      LogInfo("client key created", {{"key_id", key_id}});
       return Respond(201, doc);
     }
     const KeyEntry* entry = find(id);
@@ -653,6 +658,14 @@ v1::AdminResponse LocalAccounts::AdminNow(const v1::AdminRequest& req) {
             o["status"] = "expired";
           }
         }
+      }
+      // The provider's quota windows, as last reported (to this replica, or stored).
+      if (auto quota = LatestQuota(*snapshot(), conn_id)) {
+        json::object q = QuotaToJson(*quota);
+        const QuotaStanding standing = QuotaStandingAt(*quota, Now());
+        q["remainingPercent"] = standing.remaining_percent;
+        q["resetsAt"] = standing.resets_at_ms;
+        o["quota"] = std::move(q);
       }
       return o;
     };
@@ -818,6 +831,16 @@ v1::AdminResponse LocalAccounts::AdminNow(const v1::AdminRequest& req) {
       return Respond(200, conn_json(id, now->connections.at(id)));
     }
     if (method == "DELETE") {
+      {
+        // Its quota goes first (a quota write in flight deletes what it wrote once it sees
+        // the connection gone from quota_).
+        std::lock_guard<std::mutex> lock(quota_mu_);
+        quota_.erase(id);
+      }
+      {
+        std::lock_guard<std::mutex> lock(reload_mu_);
+        (void)options_.store->Delete("quota", id);
+      }
       auto existed = remove("connection", id);
       if (!existed.ok()) return FailStatus(existed.status());
       LogInfo("connection deleted", {{"connection", id}});

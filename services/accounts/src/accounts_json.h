@@ -2,6 +2,7 @@
 
 // JSON documents of the accounts service's objects (internal to accounts_lib).
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <string>
 #include <string_view>
@@ -119,6 +120,63 @@ inline v1::ClientKey ClientKeyFromJson(const boost::json::object& o) {
     }
   }
   return k;
+}
+
+// Quota reports: {"windows":[{"name","usedPercent","resetsAt","windowMinutes"}],
+// "reportedAt"} (the stored document of kind "quota", id = the connection's).
+inline boost::json::object QuotaToJson(const v1::QuotaReport& r) {
+  boost::json::array windows;
+  for (const auto& w : r.windows()) {
+    windows.push_back(boost::json::object{{"name", w.name()},
+                                          {"usedPercent", w.used_percent()},
+                                          {"resetsAt", w.resets_at_ms()},
+                                          {"windowMinutes", w.window_minutes()}});
+  }
+  return boost::json::object{{"windows", std::move(windows)}, {"reportedAt", r.reported_at_ms()}};
+}
+
+inline v1::QuotaReport QuotaFromJson(const std::string& connection_id,
+                                     const boost::json::object& o) {
+  v1::QuotaReport r;
+  r.set_connection_id(connection_id);
+  r.set_reported_at_ms(Int(o, "reportedAt"));
+  const boost::json::value* windows = o.if_contains("windows");
+  if (windows == nullptr || !windows->is_array()) return r;
+  for (const auto& v : windows->get_array()) {
+    if (!v.is_object()) continue;
+    const boost::json::object& w = v.get_object();
+    const boost::json::value* used = w.if_contains("usedPercent");
+    if (used == nullptr || !used->is_number()) continue;
+    v1::QuotaWindow* out = r.add_windows();
+    out->set_name(Str(w, "name"));
+    out->set_used_percent(used->to_number<double>());
+    out->set_resets_at_ms(Int(w, "resetsAt"));
+    out->set_window_minutes(static_cast<int32_t>(Int(w, "windowMinutes")));
+  }
+  return r;
+}
+
+// What limits a connection at `now_ms`: 100 minus the highest used percent of its windows
+// not yet reset (a window without a reset time counts), and when that window resets.
+struct QuotaStanding {
+  double remaining_percent = -1;  // -1 = no window counts
+  int64_t resets_at_ms = 0;
+};
+
+inline QuotaStanding QuotaStandingAt(const v1::QuotaReport& r, int64_t now_ms) {
+  QuotaStanding out;
+  double used = -1;
+  for (const auto& w : r.windows()) {
+    if (w.resets_at_ms() > 0 && w.resets_at_ms() <= now_ms) continue;
+    // Of equally used windows, the one that resets last limits.
+    if (w.used_percent() > used ||
+        (w.used_percent() == used && w.resets_at_ms() > out.resets_at_ms)) {
+      used = w.used_percent();
+      out.resets_at_ms = w.resets_at_ms();
+    }
+  }
+  if (used >= 0) out.remaining_percent = std::max(0.0, 100.0 - used);
+  return out;
 }
 
 }  // namespace omniroute::accounts

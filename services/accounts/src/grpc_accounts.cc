@@ -20,6 +20,7 @@ constexpr auto kCredentialTimeout = 15s;
 constexpr auto kCatalogTimeout = 5s;
 // Admin calls may exchange an OAuth code or test a provider upstream.
 constexpr auto kAdminTimeout = 30s;
+constexpr auto kReportTimeout = 5s;
 
 class AccountsGrpcService final : public v1::Accounts::CallbackService {
  public:
@@ -55,6 +56,12 @@ class AccountsGrpcService final : public v1::Accounts::CallbackService {
     return ServeUnary<v1::AdminResponse>(context, response, [&](Callback<v1::AdminResponse> done) {
       impl_->Admin(*request, std::move(done));
     });
+  }
+
+  grpc::ServerUnaryReactor* ReportQuota(grpc::CallbackServerContext* context,
+                                        const v1::QuotaReport* request,
+                                        v1::QuotaAck* /*response*/) override {
+    return grpc_adapter::ServeNow(context, [&] { impl_->ReportQuota(*request); });
   }
 
  private:
@@ -96,6 +103,13 @@ class AccountsGrpcClient final : public Accounts {
     CallUnary<v1::AdminResponse>(
         in_flight_, [this](auto... a) { stub_->async()->Admin(a...); }, request, std::move(done),
         kAdminTimeout);
+  }
+
+  void ReportQuota(const v1::QuotaReport& report) override {
+    // Fire and forget: a lost report is replaced by the next response's.
+    CallUnary<v1::QuotaAck>(
+        in_flight_, [this](auto... a) { stub_->async()->ReportQuota(a...); }, report,
+        [](absl::StatusOr<v1::QuotaAck>) {}, kReportTimeout);
   }
 
  private:

@@ -63,6 +63,10 @@ class FakeAccounts final : public Accounts {
     h->set_value("auth_token=x");
     done(std::move(r));
   }
+
+  void ReportQuota(const v1::QuotaReport& report) override { quota.set_value(report); }
+
+  std::promise<v1::QuotaReport> quota;
 };
 
 TEST(GrpcAccountsTest, ResolvesKeysAndCredentialsOverTheWire) {
@@ -151,6 +155,34 @@ TEST(GrpcAccountsTest, CatalogAndAdminOverTheWire) {
   client->Admin(areq, [&](absl::StatusOr<v1::AdminResponse> r) { p4.set_value(std::move(r)); });
   EXPECT_EQ(p4.get_future().get().status().code(), absl::StatusCode::kNotFound);
 
+  server->Shutdown(std::chrono::system_clock::now() + 1s);
+}
+
+TEST(GrpcAccountsTest, QuotaReportsReachTheService) {
+  auto fake = std::make_shared<FakeAccounts>();
+  std::future<v1::QuotaReport> received = fake->quota.get_future();
+  std::unique_ptr<grpc::Service> service = MakeAccountsGrpcService(fake);
+  int port = 0;
+  std::unique_ptr<grpc::Server> server = StartGrpcServer("127.0.0.1:0", {service.get()}, &port);
+  ASSERT_NE(server, nullptr);
+  AccountsPtr client = MakeAccountsGrpcClient(MakeServiceChannel(absl::StrCat("127.0.0.1:", port)));
+
+  v1::QuotaReport report;
+  report.set_connection_id("claude:max");
+  v1::QuotaWindow* w = report.add_windows();
+  w->set_name("5h");
+  w->set_used_percent(42.5);
+  w->set_resets_at_ms(1700000000000);
+  w->set_window_minutes(300);
+  client->ReportQuota(report);  // returns at once
+  ASSERT_EQ(received.wait_for(5s), std::future_status::ready);
+  v1::QuotaReport got = received.get();
+  EXPECT_EQ(got.connection_id(), "claude:max");
+  ASSERT_EQ(got.windows_size(), 1);
+  EXPECT_DOUBLE_EQ(got.windows(0).used_percent(), 42.5);
+  EXPECT_EQ(got.windows(0).resets_at_ms(), 1700000000000);
+
+  client.reset();  // waits for the call in flight
   server->Shutdown(std::chrono::system_clock::now() + 1s);
 }
 

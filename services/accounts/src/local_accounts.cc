@@ -2,6 +2,7 @@
 
 #include <boost/json.hpp>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <utility>
 
@@ -60,6 +61,36 @@ v1::Credential ApiKeyCredential(const ProviderSpec* p, const std::string& api_ke
   return cred;
 }
 
+// Quota reports reach the store (whose every write makes the routers and edges fetch the
+// catalog again) only when they matter to routing: a window moved by kQuotaStoreStep points,
+// crossed kQuotaExhaustedPercent, appeared, went or got another reset time; else at most one
+// write per connection every kQuotaStoreIntervalMs while its usage moves.
+constexpr double kQuotaStoreStep = 5;
+constexpr double kQuotaExhaustedPercent = 99.5;  // the router's threshold (0.5 % remaining)
+constexpr int64_t kQuotaResetSlackMs = 60000;    // relative resets drift between responses
+constexpr int64_t kQuotaStoreIntervalMs = 60000;
+
+bool QuotaWorthStoring(const v1::QuotaReport& stored, const v1::QuotaReport& next, int64_t now) {
+  if (stored.windows_size() != next.windows_size()) return true;
+  bool moved = false;
+  for (const auto& w : next.windows()) {
+    const v1::QuotaWindow* old = nullptr;
+    for (const auto& s : stored.windows()) {
+      if (s.name() == w.name()) old = &s;
+    }
+    if (old == nullptr) return true;
+    const double delta = std::abs(w.used_percent() - old->used_percent());
+    if (delta >= kQuotaStoreStep) return true;
+    if ((w.used_percent() >= kQuotaExhaustedPercent) !=
+        (old->used_percent() >= kQuotaExhaustedPercent)) {
+      return true;
+    }
+    if (std::llabs(w.resets_at_ms() - old->resets_at_ms()) > kQuotaResetSlackMs) return true;
+    moved |= delta > 0;
+  }
+  return moved && now - stored.reported_at_ms() >= kQuotaStoreIntervalMs;
+}
+
 }  // namespace
 
 // ---- Construction and threads ----
@@ -78,6 +109,8 @@ LocalAccounts::LocalAccounts(ConfigPtr config, AccountsOptions options)
   oauth_options.now_ms = options_.clock;
   oauth_ = std::make_unique<OAuthClient>(options_.http.get(), std::move(oauth_options));
   machine_id_ = crypto::MachineId(config_->api_key_secret);
+  file_config_ = config_;
+  file_epoch_ms_ = Now();
 }
 
 LocalAccounts::~LocalAccounts() {
@@ -187,6 +220,25 @@ absl::Status LocalAccounts::Reload(bool force) {
   return absl::OkStatus();
 }
 
+absl::Status LocalAccounts::ReloadConfig(ConfigPtr config) {
+  if (config == nullptr) return absl::InvalidArgumentError("no config");
+  std::lock_guard<std::mutex> lock(reload_mu_);
+  auto version = options_.store->Version();
+  if (!version.ok()) return version.status();
+  ConfigPtr previous = std::exchange(file_config_, std::move(config));
+  const int64_t previous_epoch = file_epoch_ms_;
+  file_epoch_ms_ = std::max(Now(), previous_epoch + 1);
+  auto built = Build(*version);
+  if (!built.ok()) {
+    file_config_ = std::move(previous);
+    file_epoch_ms_ = previous_epoch;
+    return built.status();
+  }
+  std::lock_guard<std::mutex> slock(snap_mu_);
+  snap_ = std::move(built).value();
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::shared_ptr<Snapshot>> LocalAccounts::Build(int64_t version) {
   auto snap = std::make_shared<Snapshot>();
   snap->store_version = version;
@@ -194,8 +246,8 @@ absl::StatusOr<std::shared_ptr<Snapshot>> LocalAccounts::Build(int64_t version) 
   const crypto::Keyring& ring = *options_.keyring;
 
   // Nodes: the file's, then the API's; the registry is rebuilt with them.
-  Config effective = *config_;
-  for (const ProviderSpec& n : config_->nodes) {
+  Config effective = *file_config_;
+  for (const ProviderSpec& n : file_config_->nodes) {
     snap->nodes[n.id] = {NodeToJson(n), Origin::kFile};
   }
   auto nodes = store.List("node");
@@ -213,7 +265,7 @@ absl::StatusOr<std::shared_ptr<Snapshot>> LocalAccounts::Build(int64_t version) 
   snap->registry = *registry;
 
   // Client keys.
-  for (const ClientKeySpec& k : config_->api_keys) {
+  for (const ClientKeySpec& k : file_config_->api_keys) {
     KeyEntry e;
     e.origin = Origin::kFile;
     e.key.set_id(absl::StrCat("cfg:", k.name));
@@ -241,7 +293,7 @@ absl::StatusOr<std::shared_ptr<Snapshot>> LocalAccounts::Build(int64_t version) 
   }
 
   // Connections.
-  for (const ConnectionSpec& c : config_->connections) {
+  for (const ConnectionSpec& c : file_config_->connections) {
     ConnectionEntry e;
     e.origin = Origin::kFile;
     e.provider = c.provider;
@@ -301,6 +353,15 @@ absl::StatusOr<std::shared_ptr<Snapshot>> LocalAccounts::Build(int64_t version) 
     oauth_tokens_ = std::move(oauth);
   }
 
+  // Quota reports of the connections.
+  auto quotas = store.List("quota");
+  if (!quotas.ok()) return quotas.status();
+  for (const StoredObject& o : *quotas) {
+    if (!snap->connections.count(o.id)) continue;
+    auto doc = ParseObject(o.doc);
+    if (doc.ok()) snap->quota[o.id] = QuotaFromJson(o.id, *doc);
+  }
+
   // Custom models and settings.
   auto models = store.List("model");
   if (!models.ok()) return models.status();
@@ -317,7 +378,7 @@ absl::StatusOr<std::shared_ptr<Snapshot>> LocalAccounts::Build(int64_t version) 
 
   // The catalog the router and the edges poll.
   v1::Catalog& cat = snap->catalog;
-  cat.set_version(version + 1);
+  cat.set_version(version + 1 + file_epoch_ms_);
   for (const auto& [id, node] : snap->nodes) {
     auto spec = NodeFromJson(node.first);
     if (!spec.ok()) continue;
@@ -343,6 +404,12 @@ absl::StatusOr<std::shared_ptr<Snapshot>> LocalAccounts::Build(int64_t version) 
     for (const auto& m : Strings(e.doc, "models")) c->add_models(m);
     c->set_proxy(Str(e.doc, "proxy"));
     c->set_quota_remaining_percent(-1);
+    if (auto q = snap->quota.find(id); q != snap->quota.end()) {
+      *c->mutable_quota() = q->second.windows();
+      const QuotaStanding standing = QuotaStandingAt(q->second, Now());
+      c->set_quota_remaining_percent(standing.remaining_percent);
+      c->set_quota_resets_at_ms(standing.resets_at_ms);
+    }
   }
   for (const auto& [id, m] : snap->models) {
     v1::ProviderModel* pm = cat.add_models();
@@ -548,6 +615,94 @@ absl::Status LocalAccounts::SaveOAuthConnection(json::object doc, const OAuthTok
   return Reload(false);
 }
 
+// ---- Quota ----
+
+void LocalAccounts::ReportQuota(const v1::QuotaReport& report) {
+  if (report.connection_id().empty() || report.windows_size() == 0) return;
+  auto snap = snapshot();
+  if (!snap->connections.count(report.connection_id())) return;
+  const int64_t now = Now();
+  bool store = false;
+  {
+    std::lock_guard<std::mutex> lock(quota_mu_);
+    QuotaTrack& t = quota_[report.connection_id()];
+    t.latest = report;
+    t.latest.set_reported_at_ms(now);
+    if (!t.has_stored) {
+      if (auto s = snap->quota.find(report.connection_id()); s != snap->quota.end()) {
+        t.stored = s->second;
+        t.has_stored = true;
+      }
+    }
+    if (!t.writing && (!t.has_stored || QuotaWorthStoring(t.stored, t.latest, now))) {
+      t.writing = true;
+      store = true;
+    }
+  }
+  // The store is written on a worker, never on the caller's thread (an edge's event loop).
+  if (store) Post([self = this, id = report.connection_id()] { self->StoreQuota(id); });
+}
+
+void LocalAccounts::StoreQuota(const std::string& connection_id) {
+  for (;;) {
+    v1::QuotaReport report;
+    {
+      std::lock_guard<std::mutex> lock(quota_mu_);
+      auto it = quota_.find(connection_id);
+      if (it == quota_.end()) return;
+      report = it->second.latest;
+    }
+    StoredObject o{"quota", connection_id, json::serialize(QuotaToJson(report)), "", 0};
+    absl::Status put;
+    {
+      std::lock_guard<std::mutex> lock(reload_mu_);
+      put = options_.store->Put(o);
+    }
+    bool again = false;
+    bool deleted = false;
+    {
+      std::lock_guard<std::mutex> lock(quota_mu_);
+      auto it = quota_.find(connection_id);
+      if (it == quota_.end()) {
+        deleted = true;  // the connection went while we wrote
+      } else {
+        QuotaTrack& t = it->second;
+        if (put.ok()) {
+          t.stored = report;
+          t.has_stored = true;
+          again = QuotaWorthStoring(t.stored, t.latest, Now());
+        }
+        t.writing = again;
+      }
+    }
+    if (deleted) {
+      std::lock_guard<std::mutex> lock(reload_mu_);
+      (void)options_.store->Delete("quota", connection_id);
+    }
+    if (!put.ok()) {
+      LogWarn("cannot store a connection's quota",
+              {{"connection", connection_id}, {"error", SV(put.message())}});
+      return;
+    }
+    if (!again) break;
+  }
+  if (auto s = Reload(false); !s.ok()) {
+    LogWarn("accounts reload after a quota change failed", {{"error", SV(s.message())}});
+  }
+}
+
+std::optional<v1::QuotaReport> LocalAccounts::LatestQuota(const Snapshot& snap,
+                                                          const std::string& connection_id) {
+  std::optional<v1::QuotaReport> out;
+  if (auto s = snap.quota.find(connection_id); s != snap.quota.end()) out = s->second;
+  std::lock_guard<std::mutex> lock(quota_mu_);
+  auto t = quota_.find(connection_id);
+  if (t != quota_.end() && (!out || t->second.latest.reported_at_ms() >= out->reported_at_ms())) {
+    out = t->second.latest;
+  }
+  return out;
+}
+
 void LocalAccounts::Admin(const v1::AdminRequest& request, Callback<v1::AdminResponse> done) {
   Post([self = this, request, done = std::move(done)]() mutable {
     done(self->AdminNow(request));
@@ -560,6 +715,12 @@ absl::StatusOr<AccountsPtr> MakeLocalAccounts(ConfigPtr config, AccountsOptions 
   auto accounts = std::make_shared<LocalAccounts>(std::move(config), std::move(options));
   if (auto s = accounts->Start(); !s.ok()) return s;
   return AccountsPtr(std::move(accounts));
+}
+
+absl::Status ReloadAccountsConfig(Accounts& accounts, ConfigPtr config) {
+  auto* local = dynamic_cast<LocalAccounts*>(&accounts);
+  if (local == nullptr) return absl::FailedPreconditionError("not a local accounts service");
+  return local->ReloadConfig(std::move(config));
 }
 
 absl::StatusOr<AccountsOptions> AccountsOptionsFromConfig(const Config& config) {

@@ -46,6 +46,10 @@ struct AccountsOptions {
 // its worker threads.
 absl::StatusOr<AccountsPtr> MakeLocalAccounts(ConfigPtr config, AccountsOptions options);
 
+// Reloads the config file's client keys, connections and nodes of an accounts service made
+// by MakeLocalAccounts (anything else: FAILED_PRECONDITION). On error nothing changes.
+absl::Status ReloadAccountsConfig(Accounts& accounts, ConfigPtr config);
+
 // Options from the config and environment: the store (DATABASE_URL → PostgreSQL, else the
 // SQLite file), the keyring of DATA_DIR, OMNIROUTE_OAUTH_BASE, ALLOW_API_KEY_REVEAL,
 // AUTH_COOKIE_SECURE, OMNIROUTE_OAUTH_CA_FILE.

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -50,6 +51,7 @@ struct Snapshot {
   std::map<std::string, std::pair<boost::json::object, Origin>> nodes;  // by id
   std::map<std::string, boost::json::object> models;       // "<provider>/<model id>"
   boost::json::object security;                             // the "security" setting
+  std::map<std::string, v1::QuotaReport> quota;             // as stored, by connection id
   std::shared_ptr<const ProviderRegistry> registry;
   v1::Catalog catalog;
 };
@@ -68,11 +70,24 @@ class LocalAccounts final : public Accounts {
                      Callback<v1::Credential> done) override;
   void GetCatalog(int64_t known_version, Callback<v1::Catalog> done) override;
   void Admin(const v1::AdminRequest& request, Callback<v1::AdminResponse> done) override;
+  void ReportQuota(const v1::QuotaReport& report) override;
+
+  // Swaps the config file's client keys, connections and nodes for those of `config` and
+  // rebuilds the snapshot (the catalog gets a newer version). On error nothing changes.
+  absl::Status ReloadConfig(ConfigPtr config);
 
  private:
   struct OAuthState {
     OAuthTokens tokens;
     std::string token_sha256;
+  };
+
+  // The quota of a connection as reported to this replica, and what the store holds.
+  struct QuotaTrack {
+    v1::QuotaReport latest;
+    v1::QuotaReport stored;
+    bool has_stored = false;
+    bool writing = false;  // a store write is queued (it writes `latest` as it is then)
   };
 
   // ---- local_accounts.cc ----
@@ -96,6 +111,11 @@ class LocalAccounts final : public Accounts {
                                             const std::string& failed_sha);
   // Stores tokens for a connection (new or refreshed) and updates its status.
   absl::Status SaveOAuthConnection(boost::json::object doc, const OAuthTokens& tokens);
+  // Stores the latest quota of a connection (a worker job).
+  void StoreQuota(const std::string& connection_id);
+  // The newest quota known of a connection (this replica's reports or the store's).
+  std::optional<v1::QuotaReport> LatestQuota(const Snapshot& snap,
+                                             const std::string& connection_id);
 
   // ---- accounts_admin.cc ----
   v1::AdminResponse AdminNow(const v1::AdminRequest& request);
@@ -107,12 +127,20 @@ class LocalAccounts final : public Accounts {
   mutable std::mutex snap_mu_;
   std::shared_ptr<const Snapshot> snap_;
   std::mutex reload_mu_;  // serialises store access and reloads
+  // The file's keys, connections and nodes that Build() reads (config_ keeps the start-up
+  // settings and secrets), and when it was loaded (ms; part of the catalog version so that a
+  // reload or a restart with a changed file is seen). Guarded by reload_mu_.
+  ConfigPtr file_config_;
+  int64_t file_epoch_ms_ = 0;
   // Machine id of keys generated here.
   std::string machine_id_;
 
   std::mutex oauth_mu_;
   std::map<std::string, OAuthState> oauth_tokens_;  // by connection id
   std::map<std::string, std::vector<Callback<v1::Credential>>> refreshing_;
+
+  std::mutex quota_mu_;
+  std::map<std::string, QuotaTrack> quota_;  // by connection id
 
   std::mutex login_mu_;
   std::map<std::string, std::deque<int64_t>> login_failures_;  // by client IP

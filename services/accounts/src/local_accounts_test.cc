@@ -44,6 +44,21 @@ class FakeHttp final : public HttpFetcher {
                               first_lifetime_s, R"(,"token_type":"Bearer"})");
       return res;
     }
+    // qwen's device flow: one authorization_pending, then tokens.
+    if (absl::StrContains(request.url, "/oauth2/device/code")) {
+      res.body = R"({"device_code":"dc-1","user_code":"ABCD-EFGH","verification_uri":"https://chat.qwen.ai/authorize","expires_in":600,"interval":5})";
+      return res;
+    }
+    if (absl::StrContains(request.url, "/oauth2/token") &&
+        absl::StrContains(request.body, "device_code=dc-1")) {
+      if (++device_polls == 1) {
+        res.status = 400;
+        res.body = R"({"error":"authorization_pending"})";
+        return res;
+      }
+      res.body = R"({"access_token":"at-qwen","refresh_token":"rt-qwen","expires_in":3600,"resource_url":"portal.qwen.ai"})";
+      return res;
+    }
     if (absl::EndsWith(request.url, "/models")) {
       bool authorized = false;
       for (const auto& [n, v] : request.headers) authorized |= v == "Bearer sk-good";
@@ -56,6 +71,7 @@ class FakeHttp final : public HttpFetcher {
   }
 
   std::atomic<int> refreshes{0};
+  std::atomic<int> device_polls{0};
   std::atomic<bool> fail_refresh{false};
   int first_lifetime_s = 3600;
 };
@@ -425,6 +441,75 @@ TEST(LocalAccountsTest, OAuthLoginThenOneRefreshForConcurrentCallers) {
   EXPECT_EQ(Body(conn).at("status").as_string(), "needs_login") << conn.body();
   EXPECT_FALSE(absl::StrContains(conn.body(), "at-refreshed"));
   EXPECT_FALSE(absl::StrContains(conn.body(), "rt-2"));
+}
+
+TEST(LocalAccountsTest, DeviceFlowLoginIsPolledByItsState) {
+  FakeHttp http;
+  Harness h("", ":memory:", &http);
+  auto start = h.Admin("POST", "/api/oauth/qwen/start", R"({"name":"dev"})");
+  ASSERT_EQ(start.status(), 200) << start.body();
+  const json::object s = Body(start);
+  EXPECT_EQ(s.at("flow").as_string(), "device_code");
+  EXPECT_EQ(s.at("userCode").as_string(), "ABCD-EFGH");
+  // Device flows have no OAuth state of their own: the flow still gets an id to poll with.
+  const std::string state(s.at("state").as_string());
+  ASSERT_GE(state.size(), 16u) << start.body();
+  const std::string poll = absl::StrCat(R"({"state":")", state, R"("})");
+  auto pending = h.Admin("POST", "/api/oauth/qwen/poll", poll);
+  ASSERT_EQ(pending.status(), 200) << pending.body();
+  EXPECT_EQ(Body(pending).at("status").as_string(), "pending");
+  auto done = h.Admin("POST", "/api/oauth/qwen/poll", poll);
+  ASSERT_EQ(done.status(), 201) << done.body();
+  EXPECT_EQ(Body(done).at("connection").at("status").as_string(), "active");
+  EXPECT_FALSE(absl::StrContains(done.body(), "at-qwen"));
+  EXPECT_EQ(h.Admin("POST", "/api/oauth/qwen/poll", poll).status(), 404);  // finished
+  // Two logins at once do not share a flow.
+  auto a = h.Admin("POST", "/api/oauth/qwen/start", R"({"name":"a"})");
+  auto b = h.Admin("POST", "/api/oauth/qwen/start", R"({"name":"b"})");
+  ASSERT_EQ(a.status(), 200);
+  ASSERT_EQ(b.status(), 200);
+  EXPECT_NE(Body(a).at("state").as_string(), Body(b).at("state").as_string());
+  auto cred = h.Credential("qwen:dev");
+  ASSERT_TRUE(cred.ok()) << cred.status();
+  EXPECT_EQ(Headers(*cred)["authorization"], "Bearer at-qwen");
+  EXPECT_EQ(cred->base_url(), "https://portal.qwen.ai/v1");
+}
+
+TEST(LocalAccountsTest, ReloadConfigSwapsTheFilesKeysAndConnections) {
+  Harness h;
+  const v1::Catalog before = h.Catalog();
+  ASSERT_TRUE(h.Resolve("sk-team-123").ok());
+  EXPECT_FALSE(h.Resolve("sk-new-456").ok());
+
+  auto c = ParseConfig(R"(
+nodes: [ { id: local, format: openai, base_url: "http://127.0.0.1:9/v1" } ]
+connections:
+  - { provider: local, name: b, api_key: sk-b }
+api_keys: [ { name: fresh, key: sk-new-456 } ]
+)");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE(ReloadAccountsConfig(*h.acc, std::make_shared<const Config>(*c)).ok());
+
+  auto added = h.Resolve("sk-new-456");  // a key added to the file resolves
+  ASSERT_TRUE(added.ok()) << added.status();
+  EXPECT_EQ(added->id(), "cfg:fresh");
+  EXPECT_FALSE(h.Resolve("sk-team-123").ok());  // a key removed from the file does not
+  EXPECT_TRUE(h.Credential("local:b").ok());
+  EXPECT_FALSE(h.Credential("local:a").ok());
+  // The router and the edges see a newer catalog with the file's connections.
+  const v1::Catalog after = h.Catalog(before.version());
+  EXPECT_FALSE(after.not_modified());
+  EXPECT_GT(after.version(), before.version());
+  std::vector<std::string> ids;
+  for (const auto& conn : after.connections()) ids.push_back(conn.id());
+  EXPECT_EQ(ids, (std::vector<std::string>{"local:b"}));
+  // Keys created through the API are untouched by a reload.
+  auto created = h.Admin("POST", "/api/keys", R"({"name":"api"})");
+  ASSERT_EQ(created.status(), 201) << created.body();
+  const std::string api_key = std::string(Body(created).at("key").as_string());
+  ASSERT_TRUE(ReloadAccountsConfig(*h.acc, h.config).ok());
+  EXPECT_TRUE(h.Resolve(api_key).ok());
+  EXPECT_TRUE(h.Resolve("sk-team-123").ok());
 }
 
 }  // namespace

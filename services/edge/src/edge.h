@@ -3,10 +3,12 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "absl/status/status.h"
 #include "accounts.h"
 #include "common/config.h"
+#include "common/config_reload.h"
 #include "router.h"
 #include "translator.h"
 #include "usage.h"
@@ -42,12 +44,29 @@ class EdgeServer {
   // queued usage records, and stops the threads.
   void Shutdown();
 
+  // Applies the server settings of a reloaded config that change while serving:
+  // require_api_key, body_limit_bytes and the upstream timeouts. Listen address, threads
+  // and drain timeout keep their start-up values.
+  void ReloadConfig(const ConfigPtr& config);
+  // Counts a reload attempt in omniroute_config_reloads_total{result}.
+  void CountConfigReload(std::string_view result);
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 
-// Serves until SIGTERM or SIGINT, then shuts down; returns the process exit code.
-int RunEdgeUntilSignal(ConfigPtr config, EdgeServices services, std::string mode);
+// How RunEdgeUntilSignal reloads the config file (SIGHUP, or the file changed).
+struct EdgeReload {
+  std::string flag_path;  // --config's value at start
+  // The process's other services (the all-in-one's router, accounts, usage); applied before
+  // the edge's own settings, an error refuses the new config. Empty = the edge's only.
+  ConfigApplier apply;
+};
+
+// Serves until SIGTERM or SIGINT, then shuts down; returns the process exit code. Reloads
+// the config on SIGHUP and when its file changes.
+int RunEdgeUntilSignal(ConfigPtr config, EdgeServices services, std::string mode,
+                       EdgeReload reload = {});
 
 }  // namespace omniroute::edge

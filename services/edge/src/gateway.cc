@@ -3,11 +3,13 @@
 #include <arpa/inet.h>
 
 #include <boost/json.hpp>
+#include <cmath>
 #include <cstring>
 #include <random>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/strings.h"
 
@@ -588,6 +590,129 @@ bool IpAccessRules::Allowed(const std::optional<IpAddress>& ip) const {
   if (allow_.empty()) return true;
   for (const IpNetwork& net : allow_) {
     if (net.Contains(*ip)) return true;
+  }
+  return false;
+}
+
+// ---- Subscription quota ----
+
+namespace {
+
+// A response header without surrounding blanks.
+std::string_view Value(HeaderLookup header, std::string_view name) {
+  return SV(absl::StripAsciiWhitespace(AV(header(name))));
+}
+
+// A finite, non-negative number; nullopt otherwise.
+std::optional<double> QuotaNumber(std::string_view text) {
+  double v = 0;
+  if (text.empty() || !absl::SimpleAtod(AV(text), &v) || !std::isfinite(v) || v < 0) {
+    return std::nullopt;
+  }
+  return v;
+}
+
+// Epoch seconds (or milliseconds, when the value is that large) as ms; 0 when unusable.
+int64_t QuotaEpochMs(std::string_view text) {
+  const std::optional<double> v = QuotaNumber(text);
+  if (!v || *v < 1 || *v > 1e14) return 0;
+  return static_cast<int64_t>(*v > 1e11 ? *v : *v * 1000);
+}
+
+struct ClaudeWindow {
+  const char* name;
+  const char* claim;  // its anthropic-ratelimit-unified-representative-claim
+  int minutes;
+  std::string_view utilization;
+  std::string_view reset;
+};
+constexpr ClaudeWindow kClaudeWindows[] = {
+    {"5h", "five_hour", 300, "anthropic-ratelimit-unified-5h-utilization",
+     "anthropic-ratelimit-unified-5h-reset"},
+    {"7d", "seven_day", 10080, "anthropic-ratelimit-unified-7d-utilization",
+     "anthropic-ratelimit-unified-7d-reset"},
+};
+
+struct CodexWindow {
+  const char* name;
+  std::string_view used_percent;
+  std::string_view window_minutes;
+  std::string_view reset_at;
+  std::string_view reset_after_seconds;
+};
+constexpr CodexWindow kCodexWindows[] = {
+    {"primary", "x-codex-primary-used-percent", "x-codex-primary-window-minutes",
+     "x-codex-primary-reset-at", "x-codex-primary-reset-after-seconds"},
+    {"secondary", "x-codex-secondary-used-percent", "x-codex-secondary-window-minutes",
+     "x-codex-secondary-reset-at", "x-codex-secondary-reset-after-seconds"},
+};
+
+constexpr double kQuotaReportStep = 1;  // used-percent points
+constexpr int64_t kQuotaReportIntervalMs = 30000;
+constexpr int64_t kQuotaResetSlackMs = 60000;  // relative resets drift between responses
+
+}  // namespace
+
+std::optional<accounts::v1::QuotaReport> ExtractQuota(HeaderLookup header, int64_t now_ms) {
+  std::optional<accounts::v1::QuotaReport> out;
+  auto add = [&](const char* name, double used_percent, int64_t resets_at_ms, int minutes) {
+    if (!out) {
+      out.emplace();
+      out->set_reported_at_ms(now_ms);
+    }
+    accounts::v1::QuotaWindow* w = out->add_windows();
+    w->set_name(name);
+    w->set_used_percent(std::min(used_percent, 100.0));
+    w->set_resets_at_ms(resets_at_ms);
+    w->set_window_minutes(minutes);
+  };
+  // Claude Code (OAuth): fractions of each window.
+  for (const ClaudeWindow& cw : kClaudeWindows) {
+    const std::optional<double> used = QuotaNumber(Value(header, cw.utilization));
+    if (used) add(cw.name, *used * 100, QuotaEpochMs(Value(header, cw.reset)), cw.minutes);
+  }
+  if (out && Value(header, "anthropic-ratelimit-unified-status") == "rejected") {
+    // The window the refusal names is spent, whatever its utilization says.
+    const std::string_view claim =
+        Value(header, "anthropic-ratelimit-unified-representative-claim");
+    for (const ClaudeWindow& cw : kClaudeWindows) {
+      if (claim != cw.claim) continue;
+      for (auto& w : *out->mutable_windows()) {
+        if (w.name() == cw.name) w.set_used_percent(100);
+      }
+    }
+  }
+  // Codex (ChatGPT backend): percents, with the window's length.
+  for (const CodexWindow& xw : kCodexWindows) {
+    const std::optional<double> used = QuotaNumber(Value(header, xw.used_percent));
+    if (!used) continue;
+    int64_t resets_at = QuotaEpochMs(Value(header, xw.reset_at));
+    if (resets_at == 0) {
+      if (const auto after = QuotaNumber(Value(header, xw.reset_after_seconds));
+          after && *after < 1e9) {
+        resets_at = now_ms + static_cast<int64_t>(*after * 1000);
+      }
+    }
+    int minutes = 0;
+    if (const auto m = QuotaNumber(Value(header, xw.window_minutes)); m && *m >= 1 && *m < 1e7) {
+      minutes = static_cast<int>(*m);
+    }
+    add(xw.name, *used, resets_at, minutes);
+  }
+  return out;
+}
+
+bool QuotaReportDue(const accounts::v1::QuotaReport& last, const accounts::v1::QuotaReport& next) {
+  if (next.reported_at_ms() - last.reported_at_ms() >= kQuotaReportIntervalMs) return true;
+  if (last.windows_size() != next.windows_size()) return true;
+  for (const auto& w : next.windows()) {
+    const accounts::v1::QuotaWindow* old = nullptr;
+    for (const auto& l : last.windows()) {
+      if (l.name() == w.name()) old = &l;
+    }
+    if (old == nullptr) return true;
+    if (std::abs(w.used_percent() - old->used_percent()) >= kQuotaReportStep) return true;
+    if (std::llabs(w.resets_at_ms() - old->resets_at_ms()) > kQuotaResetSlackMs) return true;
   }
   return false;
 }

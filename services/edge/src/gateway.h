@@ -12,7 +12,9 @@
 
 #include "absl/status/statusor.h"
 #include "common/format.h"
+#include "common/retry_hint.h"
 #include "common/strings.h"
+#include "omniroute/accounts/v1/accounts.pb.h"
 
 namespace omniroute::edge {
 
@@ -90,6 +92,23 @@ std::string NewRequestId();
 // The client format a request's errors take before its route is known (a refused client
 // IP): from the path, else Anthropic when the client sent `anthropic-version`, else OpenAI.
 Format FormatForPath(std::string_view path, bool anthropic_version);
+
+// ---- Subscription quota ----
+
+// The usage windows of a subscription plan that a provider's response announces, seen at
+// `now_ms`: Claude (anthropic-ratelimit-unified-{5h,7d}-utilization as a 0..1 fraction and
+// -reset in epoch seconds; a "rejected" unified status marks the representative-claim window
+// spent) as windows "5h" and "7d"; Codex (x-codex-{primary,secondary}-used-percent,
+// -window-minutes, -reset-at or -reset-after-seconds) as "primary" and "secondary". Used
+// percents are clamped to 0..100; values that do not parse are left out (a window without a
+// usable used percent is dropped). nullopt when the response announces none. The connection
+// id is left to the caller.
+std::optional<accounts::v1::QuotaReport> ExtractQuota(HeaderLookup header, int64_t now_ms);
+
+// Whether `next` is worth sending after `last` (sent for the same connection): a window's
+// used percent moved by 1 point or more, a window appeared, went or got another reset time
+// (beyond a minute), or 30 s passed since `last` (by reported_at_ms).
+bool QuotaReportDue(const accounts::v1::QuotaReport& last, const accounts::v1::QuotaReport& next);
 
 // ---- Admin API ----
 

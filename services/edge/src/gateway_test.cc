@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <map>
 #include <set>
 
 namespace omniroute::edge {
@@ -314,6 +315,129 @@ TEST(GatewayTest, IpAccessRules) {
   EXPECT_FALSE(deny_only.Allowed(ParseIpAddress("203.0.113.9")));
   EXPECT_TRUE(deny_only.Allowed(std::nullopt));
   EXPECT_TRUE(IpAccessRules::Parse({}, {}, nullptr).empty());
+}
+
+// Response headers as the upstream client exposes them (lower-case names).
+struct FakeHeaders {
+  std::map<std::string, std::string, std::less<>> values;
+  std::string_view operator()(std::string_view name) const {
+    auto it = values.find(name);
+    return it == values.end() ? std::string_view() : std::string_view(it->second);
+  }
+};
+
+const accounts::v1::QuotaWindow* FindWindow(const accounts::v1::QuotaReport& r,
+                                            std::string_view name) {
+  for (const auto& w : r.windows()) {
+    if (w.name() == name) return &w;
+  }
+  return nullptr;
+}
+
+constexpr int64_t kNowMs = 1750000000000;
+
+TEST(GatewayTest, ExtractQuotaClaude) {
+  FakeHeaders h{{{"anthropic-ratelimit-unified-5h-utilization", "0.42"},
+                 {"anthropic-ratelimit-unified-5h-reset", "1750003600"},
+                 {"anthropic-ratelimit-unified-7d-utilization", " 0.9 "},
+                 {"anthropic-ratelimit-unified-7d-reset", "1750500000"},
+                 {"anthropic-ratelimit-unified-status", "allowed"}}};
+  auto q = ExtractQuota(h, kNowMs);
+  ASSERT_TRUE(q);
+  EXPECT_EQ(q->reported_at_ms(), kNowMs);
+  EXPECT_TRUE(q->connection_id().empty());  // the caller's to set
+  ASSERT_EQ(q->windows_size(), 2);
+  const auto* five = FindWindow(*q, "5h");
+  ASSERT_NE(five, nullptr);
+  EXPECT_DOUBLE_EQ(five->used_percent(), 42);
+  EXPECT_EQ(five->resets_at_ms(), 1750003600000);
+  EXPECT_EQ(five->window_minutes(), 300);
+  const auto* week = FindWindow(*q, "7d");
+  ASSERT_NE(week, nullptr);
+  EXPECT_DOUBLE_EQ(week->used_percent(), 90);
+  EXPECT_EQ(week->resets_at_ms(), 1750500000000);
+  EXPECT_EQ(week->window_minutes(), 10080);
+
+  // A refusal spends the window it names; utilization above 1 is clamped.
+  h.values["anthropic-ratelimit-unified-status"] = "rejected";
+  h.values["anthropic-ratelimit-unified-representative-claim"] = "five_hour";
+  h.values["anthropic-ratelimit-unified-7d-utilization"] = "1.7";
+  q = ExtractQuota(h, kNowMs);
+  ASSERT_TRUE(q);
+  EXPECT_DOUBLE_EQ(FindWindow(*q, "5h")->used_percent(), 100);
+  EXPECT_DOUBLE_EQ(FindWindow(*q, "7d")->used_percent(), 100);
+}
+
+TEST(GatewayTest, ExtractQuotaCodex) {
+  FakeHeaders h{{{"x-codex-primary-used-percent", "12.5"},
+                 {"x-codex-primary-window-minutes", "300"},
+                 {"x-codex-primary-reset-after-seconds", "600"},
+                 {"x-codex-secondary-used-percent", "150"},
+                 {"x-codex-secondary-window-minutes", "10080"},
+                 {"x-codex-secondary-reset-at", "1750300000"}}};
+  auto q = ExtractQuota(h, kNowMs);
+  ASSERT_TRUE(q);
+  ASSERT_EQ(q->windows_size(), 2);
+  const auto* primary = FindWindow(*q, "primary");
+  ASSERT_NE(primary, nullptr);
+  EXPECT_DOUBLE_EQ(primary->used_percent(), 12.5);
+  EXPECT_EQ(primary->resets_at_ms(), kNowMs + 600000);
+  EXPECT_EQ(primary->window_minutes(), 300);
+  const auto* secondary = FindWindow(*q, "secondary");
+  ASSERT_NE(secondary, nullptr);
+  EXPECT_DOUBLE_EQ(secondary->used_percent(), 100);  // clamped
+  EXPECT_EQ(secondary->resets_at_ms(), 1750300000000);
+  EXPECT_EQ(secondary->window_minutes(), 10080);
+}
+
+TEST(GatewayTest, ExtractQuotaIgnoresGarbageAndPlainRateLimits) {
+  // Plain API providers: their request/token budgets are no subscription windows.
+  FakeHeaders plain{{{"x-ratelimit-remaining-requests", "9"},
+                     {"x-ratelimit-limit-requests", "10"},
+                     {"anthropic-ratelimit-requests-remaining", "3"}}};
+  EXPECT_FALSE(ExtractQuota(plain, kNowMs));
+  EXPECT_FALSE(ExtractQuota(FakeHeaders{}, kNowMs));
+
+  FakeHeaders bad{{{"anthropic-ratelimit-unified-5h-utilization", "lots"},
+                   {"anthropic-ratelimit-unified-7d-utilization", "-0.2"},
+                   {"x-codex-primary-used-percent", "nan"},
+                   {"x-codex-secondary-used-percent", ""}}};
+  EXPECT_FALSE(ExtractQuota(bad, kNowMs));
+
+  // A usable used percent with unusable details: the window stays, the details are unknown.
+  FakeHeaders partial{{{"x-codex-primary-used-percent", "30"},
+                       {"x-codex-primary-window-minutes", "garbage"},
+                       {"x-codex-primary-reset-after-seconds", "-5"},
+                       {"anthropic-ratelimit-unified-5h-utilization", "0.5"},
+                       {"anthropic-ratelimit-unified-5h-reset", "soon"}}};
+  auto q = ExtractQuota(partial, kNowMs);
+  ASSERT_TRUE(q);
+  ASSERT_EQ(q->windows_size(), 2);
+  EXPECT_EQ(FindWindow(*q, "primary")->resets_at_ms(), 0);
+  EXPECT_EQ(FindWindow(*q, "primary")->window_minutes(), 0);
+  EXPECT_DOUBLE_EQ(FindWindow(*q, "5h")->used_percent(), 50);
+  EXPECT_EQ(FindWindow(*q, "5h")->resets_at_ms(), 0);
+}
+
+TEST(GatewayTest, QuotaReportDue) {
+  auto report = [](int64_t at, double used, int64_t reset) {
+    accounts::v1::QuotaReport r;
+    r.set_reported_at_ms(at);
+    auto* w = r.add_windows();
+    w->set_name("primary");
+    w->set_used_percent(used);
+    w->set_resets_at_ms(reset);
+    return r;
+  };
+  const auto last = report(kNowMs, 40, kNowMs + 3600000);
+  EXPECT_FALSE(QuotaReportDue(last, report(kNowMs + 1000, 40.5, kNowMs + 3601000)));
+  EXPECT_TRUE(QuotaReportDue(last, report(kNowMs + 1000, 41, kNowMs + 3600000)));   // 1 point
+  EXPECT_TRUE(QuotaReportDue(last, report(kNowMs + 1000, 39, kNowMs + 3600000)));
+  EXPECT_TRUE(QuotaReportDue(last, report(kNowMs + 30000, 40, kNowMs + 3600000)));  // 30 s
+  EXPECT_TRUE(QuotaReportDue(last, report(kNowMs + 1000, 40, kNowMs + 9000000)));   // new reset
+  auto more = report(kNowMs + 1000, 40, kNowMs + 3600000);
+  more.add_windows()->set_name("secondary");
+  EXPECT_TRUE(QuotaReportDue(last, more));
 }
 
 }  // namespace

@@ -26,6 +26,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/config_reload.h"
 #include "common/crypto.h"
 #include "common/log.h"
 #include "common/retry_hint.h"
@@ -268,6 +269,10 @@ struct EdgeServer::Impl {
   std::atomic<int> in_flight{0};
   std::atomic<bool> draining{false};
   std::atomic<bool> stopped{false};
+  // Server settings a config reload changes while serving (the rest of `config` is the
+  // start-up one).
+  std::atomic<bool> require_api_key{false};
+  std::atomic<int64_t> body_limit_bytes{0};
   int bound_port = 0;
   TtlCache<accounts::v1::ClientKey> key_cache;
   TtlCache<accounts::v1::Credential> credential_cache;
@@ -287,9 +292,14 @@ struct EdgeServer::Impl {
     bool stopped = false;
   };
   std::shared_ptr<CatalogGuard> catalog_guard = std::make_shared<CatalogGuard>();
+  // The quota last sent to accounts, per connection (reports are throttled per edge).
+  std::mutex quota_mu;
+  std::unordered_map<std::string, accounts::v1::QuotaReport> quota_sent;
 
   Impl(ConfigPtr c, EdgeServices s, std::string m)
       : config(std::move(c)), services(std::move(s)), mode(std::move(m)) {
+    require_api_key = config->server.require_api_key;
+    body_limit_bytes = config->server.body_limit_bytes;
     tls.set_default_verify_paths();
     tls.set_verify_mode(net::ssl::verify_peer);
   }
@@ -321,6 +331,8 @@ struct EdgeServer::Impl {
                                             const std::string& client_model,
                                             const std::function<void(int, bool)>& report);
   absl::StatusOr<UpstreamEndpoint> Endpoint(const std::string& base_url);
+  // Sends a connection's quota to accounts when it moved enough (fire and forget).
+  void ReportQuota(accounts::v1::QuotaReport report);
   void Finish(Exchange& x);
 };
 
@@ -457,6 +469,24 @@ absl::Status EdgeServer::Start() {
   return absl::OkStatus();
 }
 
+void EdgeServer::ReloadConfig(const ConfigPtr& config) {
+  Impl& s = *impl_;
+  s.require_api_key = config->server.require_api_key;
+  s.body_limit_bytes = config->server.body_limit_bytes;
+  const UpstreamTimeouts timeouts{
+      std::chrono::milliseconds(config->server.upstream_connect_timeout_ms),
+      std::chrono::milliseconds(config->server.upstream_timeout_ms)};
+  // Each pool belongs to its event loop: the change is made there.
+  for (auto& w : s.workers) {
+    Worker* worker = w.get();
+    net::post(worker->ioc, [worker, timeouts] {
+      if (worker->pool) worker->pool->SetTimeouts(timeouts);
+    });
+  }
+}
+
+void EdgeServer::CountConfigReload(std::string_view result) { impl_->metrics.ConfigReload(result); }
+
 void EdgeServer::Shutdown() {
   Impl& s = *impl_;
   if (s.stopped.exchange(true) || s.workers.empty()) return;
@@ -516,7 +546,8 @@ net::awaitable<void> EdgeServer::Impl::Session(tcp::socket socket, Worker& worke
   beast::flat_buffer buffer;
   while (!draining) {
     http::request_parser<http::string_body> parser;
-    parser.body_limit(static_cast<uint64_t>(config->server.body_limit_bytes));
+    const int64_t body_limit = body_limit_bytes.load(std::memory_order_relaxed);
+    parser.body_limit(static_cast<uint64_t>(body_limit));
     parser.header_limit(64 * 1024);
     stream.expires_after(std::chrono::seconds(120));  // idle keep-alive
     auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, kAwait);
@@ -559,7 +590,7 @@ net::awaitable<void> EdgeServer::Impl::Session(tcp::socket socket, Worker& worke
         log.route = "other";
       co_await ReplyError(stream, head, log, kOpenAi, 413,
                           absl::StrCat("Request body exceeds the limit of ",
-                                       config->server.body_limit_bytes, " bytes"),
+                                       body_limit, " bytes"),
                           "request_too_large");
       metrics.Request("other", 413, "", 0);
       break;
@@ -730,7 +761,8 @@ net::awaitable<bool> EdgeServer::Impl::Route(Exchange& x, const std::string& pat
     co_return co_await ReplyError(x.stream, req, log, x.format, 405, message,
                                   "method_not_allowed");
   }
-  if (auto refused = co_await Authenticate(x, config->server.require_api_key)) {
+  if (auto refused =
+          co_await Authenticate(x, require_api_key.load(std::memory_order_relaxed))) {
     co_return *refused;
   }
   if (models) co_return co_await Models(x, x.format == common::v1::FORMAT_GEMINI);
@@ -1271,7 +1303,10 @@ net::awaitable<AttemptResult> EdgeServer::Impl::Attempt(Exchange& x, ChatRequest
   absl::StatusOr<accounts::v1::Credential> cred = co_await FetchCredential(cand.connection_id(),
                                                                            nullptr);
   if (!cred.ok()) {
-    result.error = cred.status();
+    // The connection went away (deleted, logged out) after the plan: not an upstream failure.
+    result.status = 503;
+    result.error = absl::UnavailableError(absl::StrCat(
+        "connection '", cand.connection_id(), "' cannot be used: ", cred.status().message()));
     co_return result;
   }
 
@@ -1345,7 +1380,15 @@ net::awaitable<AttemptResult> EdgeServer::Impl::Attempt(Exchange& x, ChatRequest
     }
     ex = std::move(sent).value();
     ustatus = ex->status();
-    if (const RateLimitHeaders rl = ReadRateLimitHeaders(header, NowMs()); rl.present()) {
+    const int64_t seen_ms = NowMs();
+    if (services.accounts) {
+      // Subscription plans announce their usage windows on every answer, refusals included.
+      if (std::optional<accounts::v1::QuotaReport> quota = ExtractQuota(header, seen_ms)) {
+        quota->set_connection_id(cand.connection_id());
+        ReportQuota(std::move(*quota));
+      }
+    }
+    if (const RateLimitHeaders rl = ReadRateLimitHeaders(header, seen_ms); rl.present()) {
       has_rate_limit = true;
       rate_limit.set_remaining_requests(rl.remaining_requests);
       rate_limit.set_limit_requests(rl.limit_requests);
@@ -1450,6 +1493,16 @@ net::awaitable<AttemptResult> EdgeServer::Impl::Attempt(Exchange& x, ChatRequest
   if (x.legacy_completions) ubody = ChatResponseToCompletions(ubody);
   result.alive = co_await Reply(x.stream, x.req, log, ustatus, std::move(ubody), reply_type);
   co_return result;
+}
+
+void EdgeServer::Impl::ReportQuota(accounts::v1::QuotaReport report) {
+  {
+    std::lock_guard<std::mutex> lock(quota_mu);
+    auto [it, first] = quota_sent.try_emplace(report.connection_id());
+    if (!first && !QuotaReportDue(it->second, report)) return;
+    it->second = report;
+  }
+  services.accounts->ReportQuota(report);
 }
 
 // Forwards an upstream SSE stream, translated when the formats differ. The client's answer
@@ -1638,20 +1691,43 @@ void EdgeServer::Impl::Finish(Exchange& x) {
   }
 }
 
-int RunEdgeUntilSignal(ConfigPtr config, EdgeServices services, std::string mode) {
+int RunEdgeUntilSignal(ConfigPtr config, EdgeServices services, std::string mode,
+                       EdgeReload reload) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);  // every thread started below inherits it
   signal(SIGPIPE, SIG_IGN);
-  EdgeServer server(std::move(config), std::move(services), std::move(mode));
+  const ConfigPtr initial = config;
+  EdgeServer server(std::move(config), std::move(services), mode);
   if (absl::Status s = server.Start(); !s.ok()) {
     LogError("cannot start", {{"error", SV(s.message())}});
     return 1;
   }
+  ConfigReloaderOptions reload_options;
+  reload_options.flag_path = reload.flag_path;
+  reload_options.service = mode == "all-in-one" ? "omniroute" : "edge";
+  reload_options.on_result = [&server](const char* result) { server.CountConfigReload(result); };
+  auto reloader = std::make_unique<ConfigReloader>(
+      initial,
+      [&server, apply = std::move(reload.apply)](const ConfigPtr& next) -> absl::Status {
+        if (apply) {
+          if (absl::Status s = apply(next); !s.ok()) return s;
+        }
+        server.ReloadConfig(next);
+        return absl::OkStatus();
+      },
+      std::move(reload_options));
+  reloader->Start();
   int sig = 0;
-  sigwait(&set, &sig);
+  for (;;) {
+    if (sigwait(&set, &sig) != 0) continue;
+    if (sig != SIGHUP) break;
+    reloader->RequestReload();
+  }
+  reloader.reset();  // no reload while shutting down
   LogInfo("shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
   server.Shutdown();
   LogInfo("stopped");

@@ -81,6 +81,10 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                          .Name("omniroute_cooldown_waits_total")
                          .Help("Waits for a cooldown before planning a request again")
                          .Register(*registry_);
+  config_reloads_ = &prometheus::BuildCounter()
+                         .Name("omniroute_config_reloads_total")
+                         .Help("Config file reloads, by result (ok, error)")
+                         .Register(*registry_);
   unavailable_ = &prometheus::BuildCounter()
                       .Name("omniroute_unavailable_total")
                       .Help("Requests answered 503 without an upstream call, by reason")
@@ -143,6 +147,10 @@ void Metrics::CandidatesTried(int n) {
 }
 
 void Metrics::CooldownWait() { cooldown_waits_->Add({}).Increment(); }
+
+void Metrics::ConfigReload(std::string_view result) {
+  config_reloads_->Add({{"result", std::string(result)}}).Increment();
+}
 
 void Metrics::Unavailable(std::string_view code) {
   unavailable_->Add({{"code", std::string(code)}}).Increment();

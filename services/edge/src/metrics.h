@@ -36,6 +36,8 @@ class Metrics {
   void CandidatesTried(int n);
   // A wait for a cooldown before planning a request again.
   void CooldownWait();
+  // One config reload attempt: result "ok" or "error".
+  void ConfigReload(std::string_view result);
   // A request answered 503 without an upstream call, by why (`provider_circuit_open`, ...).
   void Unavailable(std::string_view code);
   // The router's view: breaker state per provider, state store reachability, shared event
@@ -64,6 +66,7 @@ class Metrics {
   prometheus::Gauge* in_flight_;
   prometheus::Family<prometheus::Histogram>* candidates_tried_;
   prometheus::Family<prometheus::Counter>* cooldown_waits_;
+  prometheus::Family<prometheus::Counter>* config_reloads_;
   prometheus::Family<prometheus::Counter>* unavailable_;
   prometheus::Family<prometheus::Gauge>* breaker_state_;
   prometheus::Family<prometheus::Gauge>* store_up_;

@@ -82,6 +82,9 @@ class UpstreamPool {
   // Closes idle connections.
   void Clear();
 
+  // Timeouts of connections opened and reads started from now on.
+  void SetTimeouts(UpstreamTimeouts timeouts) { timeouts_ = timeouts; }
+
  private:
   friend class UpstreamExchange;
   void Return(std::unique_ptr<UpstreamConnection> conn);

@@ -108,6 +108,11 @@ absl::StatusOr<CatalogConfig> ApplyCatalog(const Config& file,
     // An unset status is taken as active (only the enabled flag then decides).
     cs.enabled = c.enabled() && (c.status().empty() || c.status() == "active");
     for (const auto& m : c.models()) AddUnique(cs.models, UpstreamModel(*p, m));
+    // Known only with windows or a reset behind it (an unset field reads 0, not -1).
+    if (c.quota_size() > 0 || c.quota_resets_at_ms() > 0) {
+      cs.quota_remaining_percent = c.quota_remaining_percent();
+      cs.quota_resets_at_ms = c.quota_resets_at_ms();
+    }
     auto same = std::find_if(config->connections.begin(), config->connections.end(),
                              [&](const ConnectionSpec& x) { return x.id == cs.id; });
     if (same != config->connections.end()) {
@@ -178,6 +183,7 @@ void LocalRouter::AdoptCatalog(absl::StatusOr<accounts::v1::Catalog> catalog) {
     std::lock_guard<std::mutex> tl(table_mu_);
     table_ = *table;
   }
+  catalog_ = *std::move(catalog);
   LogInfo("catalog of the accounts service adopted",
           {{"version", std::to_string(version)},
            {"nodes", std::to_string(applied->config->nodes.size())},

@@ -436,5 +436,100 @@ TEST(ApplyCatalogTest, LeavesOutObjectsOfUnknownProvidersAndKeepsTheFileSettings
   EXPECT_EQ(applied->blocked_providers, std::vector<std::string>{"gemini"});
 }
 
+// ---- Subscription quota (reported by the providers, stored by accounts) ----
+
+accounts::v1::Connection* SetQuota(accounts::v1::Connection* c, double remaining,
+                                   int64_t resets_at_ms) {
+  c->set_quota_remaining_percent(remaining);
+  c->set_quota_resets_at_ms(resets_at_ms);
+  return c;
+}
+
+TEST_F(CatalogTest, SpentQuotaIsNoCandidateUntilItsReset) {
+  Catalog c = FileCatalog(1);
+  SetQuota(c.mutable_connections(1), 0, now_ + 60000);  // openai:o1: spent for a minute
+  AddConnection(c, "openai", "o2");
+  source_.Set(c);
+  router_->Tick();
+  EXPECT_EQ(Ids("openai/gpt-4o"), std::vector<std::string>{"openai:o2"});
+  // 0.5 % left counts as spent; 1 % does not.
+  c.set_version(2);
+  SetQuota(c.mutable_connections(1), 0.5, now_ + 60000);
+  source_.Set(c);
+  router_->Tick();
+  EXPECT_EQ(Ids("openai/gpt-4o"), std::vector<std::string>{"openai:o2"});
+  c.set_version(3);
+  SetQuota(c.mutable_connections(1), 1, now_ + 60000);
+  source_.Set(c);
+  router_->Tick();
+  EXPECT_EQ(Ids("openai/gpt-4o").size(), 2u);
+  // Once the window resets, the connection is back (the stored report is stale then).
+  c.set_version(4);
+  SetQuota(c.mutable_connections(1), 0, now_ + 60000);
+  source_.Set(c);
+  router_->Tick();
+  now_ += 60001;
+  EXPECT_EQ(Ids("openai/gpt-4o"), (std::vector<std::string>{"openai:o1", "openai:o2"}));
+}
+
+TEST_F(CatalogTest, AllQuotaSpentAnswersLikeACooldownUntilTheEarliestReset) {
+  Catalog c = FileCatalog(1);
+  SetQuota(c.mutable_connections(1), 0, now_ + 3600000);
+  SetQuota(AddConnection(c, "openai", "o2"), 0, now_ + 20000);
+  source_.Set(c);
+  router_->Tick();
+  auto p = Plan("openai/gpt-4o");
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->candidates_size(), 0);
+  EXPECT_EQ(p->reason(), v1::UNAVAILABLE_COOLDOWN);
+  EXPECT_EQ(p->retry_after_ms(), 20000);
+  EXPECT_NE(p->message().find("quota"), std::string::npos) << p->message();
+  EXPECT_EQ(p->wait_ms(), 20000);  // within wait_for_cooldown's 30 s
+  // A reset hours away: no waiting.
+  c.set_version(2);
+  SetQuota(c.mutable_connections(2), 0, now_ + 7200000);
+  source_.Set(c);
+  router_->Tick();
+  p = Plan("openai/gpt-4o");
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->retry_after_ms(), 3600000);
+  EXPECT_EQ(p->wait_ms(), 0);
+}
+
+TEST_F(CatalogTest, FillFirstPrefersMoreQuotaLeftAmongEqualPriorities) {
+  Catalog c = FileCatalog(1);
+  SetQuota(c.mutable_connections(1), 20, now_ + 3600000);  // openai:o1
+  SetQuota(AddConnection(c, "openai", "o2"), 80, now_ + 3600000);
+  AddConnection(c, "openai", "o3");                          // no report: as good as full
+  SetQuota(AddConnection(c, "openai", "o4"), 50, now_ - 1);  // reset since: as good as full
+  SetQuota(AddConnection(c, "openai", "first", /*priority=*/0), 5, now_ + 3600000);
+  SetQuota(AddConnection(c, "openai", "last", /*priority=*/2), 100, now_ + 3600000);
+  source_.Set(c);
+  router_->Tick();
+  EXPECT_EQ(Ids("openai/gpt-4o"),
+            (std::vector<std::string>{"openai:first", "openai:o3", "openai:o4", "openai:o2",
+                                      "openai:o1", "openai:last"}));
+}
+
+TEST(QuotaStrategyTest, OtherStrategiesIgnoreQuota) {
+  ConnectionSpec low;
+  low.id = "p:low";
+  low.quota_remaining_percent = 10;
+  low.quota_resets_at_ms = 2000;
+  ConnectionSpec high = low;
+  high.id = "p:high";
+  high.quota_remaining_percent = 90;
+  const std::vector<AccountChoice> eligible = {{&low, {}}, {&high, {}}};
+  const Random none = [] { return uint64_t{0}; };
+  EXPECT_EQ(OrderAccounts("fill-first", eligible, 1, 0, 1000, none),
+            (std::vector<size_t>{1, 0}));
+  EXPECT_EQ(OrderAccounts("cost-optimized", eligible, 1, 0, 1000, none),
+            (std::vector<size_t>{0, 1}));
+  EXPECT_EQ(OrderAccounts("round-robin", eligible, 1, 1, 1000, none),
+            (std::vector<size_t>{0, 1}));
+  EXPECT_EQ(OrderAccounts("least-used", eligible, 1, 0, 1000, none),
+            (std::vector<size_t>{0, 1}));
+}
+
 }  // namespace
 }  // namespace omniroute::router

@@ -48,12 +48,13 @@ struct Exclusions {
   int64_t lockout = 0;
   int64_t breaker = 0;
   int64_t pacing = 0;
+  int64_t quota = 0;  // a provider reported the connection's quota spent until then
   std::vector<std::string> open_breakers;
 
   static void Note(int64_t& slot, int64_t at) { slot = slot == 0 ? at : std::min(slot, at); }
   int64_t Earliest() const {
     int64_t e = 0;
-    for (int64_t v : {cooldown, lockout, breaker, pacing}) {
+    for (int64_t v : {cooldown, lockout, breaker, pacing, quota}) {
       if (v > 0) e = e == 0 ? v : std::min(e, v);
     }
     return e;
@@ -488,6 +489,10 @@ absl::StatusOr<v1::RoutePlan> LocalRouter::PlanNow(const v1::PlanRequest& reques
         Exclusions::Note(ex.cooldown, cs.cooldown_until_ms);
         continue;
       }
+      if (QuotaExhausted(*conns[j], now)) {
+        Exclusions::Note(ex.quota, conns[j]->quota_resets_at_ms);
+        continue;
+      }
       if (locked > now) {
         Exclusions::Note(ex.lockout, locked);
         continue;
@@ -583,7 +588,7 @@ absl::StatusOr<v1::RoutePlan> LocalRouter::PlanNow(const v1::PlanRequest& reques
   const int64_t retry_ms = std::max<int64_t>(1, earliest > now ? earliest - now : 1);
   plan.set_retry_after_ms(retry_ms);
   const bool only_breakers =
-      ex.breaker > 0 && ex.cooldown == 0 && ex.lockout == 0 && ex.pacing == 0;
+      ex.breaker > 0 && ex.cooldown == 0 && ex.lockout == 0 && ex.pacing == 0 && ex.quota == 0;
   if (only_breakers) {
     plan.set_reason(v1::UNAVAILABLE_BREAKER_OPEN);
     plan.set_message(absl::StrCat(
@@ -599,6 +604,12 @@ absl::StatusOr<v1::RoutePlan> LocalRouter::PlanNow(const v1::PlanRequest& reques
     plan.set_reason(v1::UNAVAILABLE_PACING);
     plan.set_message(absl::StrCat("Every account for '", model,
                                   "' is at its request rate or concurrency limit; retry in ",
+                                  Seconds(retry_ms), " s"));
+  } else if (ex.quota > 0) {
+    // Answered like a cooldown, until the earliest reset of a spent subscription window.
+    plan.set_reason(v1::UNAVAILABLE_COOLDOWN);
+    plan.set_message(absl::StrCat("Every account for '", model,
+                                  "' has used up its provider quota; retry in ",
                                   Seconds(retry_ms), " s"));
   } else {
     plan.set_reason(v1::UNAVAILABLE_LOCKOUT);

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -74,6 +75,12 @@ class LocalRouter final : public Router {
   // The routing configuration in effect.
   std::shared_ptr<const RoutingTable> table() const;
 
+  // Swaps the config file's objects (combos, aliases, fallback chains, routing, resilience,
+  // provider overrides, nodes and connections) for those of `config` and rebuilds the table;
+  // runtime (admin API) changes stay on top, the last catalog is applied again. On error
+  // (e.g. a combo nested too deep) nothing changes. Thread-safe.
+  absl::Status ReloadConfig(ConfigPtr config);
+
  private:
   struct Target;
   struct PlanContext;
@@ -104,7 +111,8 @@ class LocalRouter final : public Router {
   uint64_t NextRandom();
 
   // The config file's; the table holds the config in effect (with the catalog's objects).
-  const ConfigPtr file_config_;
+  // Guarded by runtime_mu_ (set once more by ReloadConfig).
+  ConfigPtr file_config_;
   const StateStorePtr state_;
   RouterOptions options_;
 
@@ -112,6 +120,8 @@ class LocalRouter final : public Router {
   std::shared_ptr<const RoutingTable> table_;
   std::mutex runtime_mu_;  // serialises changes of the table (runtime routing, catalog)
   RuntimeRouting runtime_;
+  // The catalog in effect, applied again over a reloaded file; guarded by runtime_mu_.
+  std::optional<accounts::v1::Catalog> catalog_;
 
   std::atomic<int64_t> catalog_version_{0};  // of the catalog in effect; 0 = none (the file)
   std::atomic<bool> catalog_failing_{false};

@@ -886,6 +886,73 @@ TEST_P(LocalRouterTest, ListModelsOnlyForConnectedProvidersPlusCombos) {
   for (const auto& id : ids) EXPECT_NE(id.rfind("anthropic/", 0), 0u) << id;
 }
 
+// ---- config reload ---------------------------------------------------------------------
+
+// kConfig with `from` replaced by `to`, loaded as LoadConfig would.
+ConfigPtr EditedConfig(const std::string& from, const std::string& to) {
+  std::string text = kConfig;
+  const size_t at = text.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at != std::string::npos) text.replace(at, from.size(), to);
+  auto c = ParseConfig(text);
+  EXPECT_TRUE(c.ok()) << c.status();
+  if (!c.ok()) return nullptr;
+  auto reg = BuildRegistry(*c);
+  EXPECT_TRUE(reg.ok()) << reg.status();
+  for (auto& conn : c->connections) {
+    conn.provider = (*reg)->Find(conn.provider)->id;
+    conn.id = conn.provider + ":" + conn.name;
+  }
+  return std::make_shared<const Config>(*std::move(c));
+}
+
+TEST_P(LocalRouterTest, ReloadAddsFileObjectsAndKeepsRuntimeOnes) {
+  ASSERT_EQ(Admin("POST", "/api/combos", R"({"name":"rt","models":["local/m1"]})").status(), 201);
+  auto before = Plan("fresh");
+  EXPECT_TRUE(!before.ok() || before->candidates_size() == 0);
+
+  ConfigPtr next = EditedConfig("combos:\n", "combos:\n  - { name: fresh, models: [other/shared] }\n");
+  ASSERT_NE(next, nullptr);
+  ASSERT_TRUE(router_->ReloadConfig(next).ok());
+
+  auto p = Plan("fresh");
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(Targets(*p), (std::vector<std::string>{"other/shared"}));
+  p = Plan("rt");  // the admin API's combo is still on top
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(Targets(*p)[0], "local/m1");
+  // The file's objects stay marked as such; the runtime one as the API's.
+  const std::string combos = Admin("GET", "/api/combos").body();
+  EXPECT_NE(combos.find("fresh"), std::string::npos) << combos;
+  EXPECT_NE(combos.find("rt"), std::string::npos) << combos;
+}
+
+TEST_P(LocalRouterTest, ReloadAddsAnAlias) {
+  auto before = Plan("quick");
+  EXPECT_TRUE(!before.ok() || before->candidates_size() == 0);
+  ConfigPtr next =
+      EditedConfig("aliases:\n", "aliases:\n  - { pattern: \"quick\", target: other/shared }\n");
+  ASSERT_NE(next, nullptr);
+  ASSERT_TRUE(router_->ReloadConfig(next).ok());
+  EXPECT_EQ(First("quick"), "other:x");
+}
+
+TEST_P(LocalRouterTest, ReloadRemovesAConnectionFromTheCandidates) {
+  EXPECT_EQ(Ids("local/m1"), (std::vector<std::string>{"local:a", "local:b", "local:c"}));
+  ConfigPtr next = EditedConfig("  - { provider: local, name: a, api_key: ka, priority: 1 }\n", "");
+  ASSERT_NE(next, nullptr);
+  ASSERT_TRUE(router_->ReloadConfig(next).ok());
+  EXPECT_EQ(Ids("local/m1"), (std::vector<std::string>{"local:b", "local:c"}));
+  // And back.
+  ASSERT_TRUE(router_->ReloadConfig(config_).ok());
+  EXPECT_EQ(First("local/m1"), "local:a");
+}
+
+TEST_P(LocalRouterTest, ReloadOfNothingIsRefused) {
+  EXPECT_FALSE(router_->ReloadConfig(nullptr).ok());
+  EXPECT_EQ(First("local/m1"), "local:a");
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, LocalRouterTest, ::testing::Values("memory", "redis"),
                          [](const auto& info) { return info.param; });
 

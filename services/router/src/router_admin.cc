@@ -15,6 +15,7 @@
 #include "common/status_macros.h"
 #include "common/format.h"
 #include "common/strings.h"
+#include "catalog.h"
 #include "local_router.h"
 
 namespace omniroute::router {
@@ -622,6 +623,28 @@ void LocalRouter::AdoptRuntime(RuntimeRouting runtime, bool persist) {
   if (persist) Persist(runtime_);
   LogInfo("routing configuration adopted from another replica",
           {{"version", std::to_string(runtime_.version)}});
+}
+
+absl::Status LocalRouter::ReloadConfig(ConfigPtr config) {
+  if (config == nullptr) return absl::InvalidArgumentError("no config");
+  std::shared_ptr<const ProviderRegistry> registry;
+  ASSIGN_OR_RETURN(registry, BuildRegistry(*config));
+  std::lock_guard<std::mutex> lock(runtime_mu_);
+  ConfigPtr base = config;
+  std::vector<std::string> blocked;
+  if (catalog_) {
+    ASSIGN_OR_RETURN(CatalogConfig applied, ApplyCatalog(*config, *catalog_));
+    base = std::move(applied.config);
+    registry = std::move(applied.registry);
+    blocked = std::move(applied.blocked_providers);
+  }
+  auto table = RoutingTable::Build(std::move(base), std::move(registry), runtime_, blocked);
+  if (!table.ok()) return absl::InvalidArgumentError(table.status().message());
+  // Combos nested too deep are accepted as at start (Plan leaves their depths out).
+  file_config_ = std::move(config);
+  std::lock_guard<std::mutex> tl(table_mu_);
+  table_ = *std::move(table);
+  return absl::OkStatus();
 }
 
 void LocalRouter::Persist(const RuntimeRouting& runtime) {

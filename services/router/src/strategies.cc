@@ -34,7 +34,7 @@ void Shuffle(std::vector<size_t>& v, const Random& random) {
 
 std::vector<size_t> OrderAccounts(std::string_view strategy,
                                   const std::vector<AccountChoice>& eligible, int sticky_limit,
-                                  int64_t rr_counter, int64_t /*now_ms*/, const Random& random) {
+                                  int64_t rr_counter, int64_t now_ms, const Random& random) {
   const size_t n = eligible.size();
   std::vector<size_t> order = Identity(n);
   if (n <= 1) return order;
@@ -70,7 +70,17 @@ std::vector<size_t> OrderAccounts(std::string_view strategy,
     }
     return out;
   }
-  // fill-first and cost-optimized: priority order (already sorted by priority value).
+  if (strategy == "fill-first") {
+    // Subscriptions of equal priority: the one with more of its quota left first.
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+      const ConnectionSpec& ca = *eligible[a].connection;
+      const ConnectionSpec& cb = *eligible[b].connection;
+      if (ca.priority != cb.priority) return ca.priority < cb.priority;
+      return QuotaLeft(ca, now_ms) > QuotaLeft(cb, now_ms);
+    });
+    return order;
+  }
+  // cost-optimized: priority order (already sorted by priority value).
   return order;
 }
 

@@ -19,9 +19,25 @@ struct AccountChoice {
   ConnectionState state;
 };
 
+// A connection whose provider reported its quota spent (0.5 % or less left) until a reset
+// still ahead: no candidate until then.
+inline bool QuotaExhausted(const ConnectionSpec& c, int64_t now_ms) {
+  return c.quota_remaining_percent >= 0 && c.quota_remaining_percent <= 0.5 &&
+         c.quota_resets_at_ms > now_ms;
+}
+
+// The percent of quota left on a connection as far as is known: 100 when its provider
+// reported none, or when the window that limited it has reset since.
+inline double QuotaLeft(const ConnectionSpec& c, int64_t now_ms) {
+  if (c.quota_remaining_percent < 0) return 100;
+  if (c.quota_resets_at_ms > 0 && c.quota_resets_at_ms <= now_ms) return 100;
+  return c.quota_remaining_percent;
+}
+
 // The order in which to try `eligible` (given by priority) under an account strategy, as
 // indices into it:
-//   fill-first, cost-optimized  priority order (cost-optimized: lowest priority value first)
+//   fill-first   priority order; among equal priorities, more quota left first (QuotaLeft)
+//   cost-optimized  priority order (lowest priority value first)
 //   round-robin  rotation starting at ((rr_counter - 1) / sticky_limit) mod n, so that each
 //                account serves sticky_limit consecutive requests in turn
 //   p2c          two random accounts, the healthier (lower backoff level, then the longer

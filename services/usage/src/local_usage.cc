@@ -155,6 +155,12 @@ class LocalUsage final : public Usage {
     thread_ = std::thread([this] { Run(); });
   }
 
+  // Replaces the config file's pricing entries and budgets (runtime ones stay).
+  void ReloadConfig(std::vector<v1::PricingEntry> pricing, const std::vector<v1::Budget>& budgets) {
+    pricing_->SetConfig(std::move(pricing));
+    budgets_->SetConfigBudgets(budgets);
+  }
+
   ~LocalUsage() override {
     Flush(std::chrono::seconds(5));
     {
@@ -942,6 +948,21 @@ absl::StatusOr<UsagePtr> MakeLocalUsage(UsageStorePtr store, LocalUsageOptions o
   }
   usage->Start();
   return usage;
+}
+
+absl::Status ReloadUsageConfig(Usage& usage, const Config& config) {
+  auto* local = dynamic_cast<LocalUsage*>(&usage);
+  if (local == nullptr) return absl::FailedPreconditionError("not a local usage service");
+  std::vector<v1::PricingEntry> pricing;
+  for (const PricingSpec& spec : config.pricing) {
+    pricing.push_back(ToEntry(spec, "config"));
+  }
+  std::vector<v1::Budget> budgets;
+  for (const BudgetSpec& spec : config.budgets) {
+    budgets.push_back(ToBudget(spec));
+  }
+  local->ReloadConfig(std::move(pricing), budgets);
+  return absl::OkStatus();
 }
 
 UsagePtr MakeLocalUsage(UsageStorePtr store) {

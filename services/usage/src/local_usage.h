@@ -40,6 +40,10 @@ LocalUsageOptions LocalUsageOptionsFromConfig(const Config& config);
 // store fails, replaying the spool in order when it is back. `store` must be migrated.
 absl::StatusOr<UsagePtr> MakeLocalUsage(UsageStorePtr store, LocalUsageOptions options);
 
+// Replaces the config file's pricing entries and budgets of a usage service made by
+// MakeLocalUsage (anything else: FAILED_PRECONDITION). Usage settings need a restart.
+absl::Status ReloadUsageConfig(Usage& usage, const Config& config);
+
 // With default options: built-in pricing, no budgets, no spool.
 UsagePtr MakeLocalUsage(UsageStorePtr store);
 

@@ -99,6 +99,8 @@ function sqlString(s) {
 //                   each). Edge i talks to router i mod routers; all share Redis. The first
 //                   of each is procs.router / procs.edge, the others procs['router-2'], ...;
 //                   gw.edges lists {proc, port, url, baseURL} of every edge.
+//                   gw.metrics maps each service process (accounts, usage, translator,
+//                   router, router-2, ...) to the URL of its Prometheus /metrics.
 export async function startGateway({ mode, config = {}, env = {}, redis = null, postgres = null,
   readyTimeoutMs = 30000, routers = 1, edges = 1 } = {}) {
   if (mode !== 'allinone' && mode !== 'distributed') throw new Error(`unknown mode ${mode}`);
@@ -127,7 +129,7 @@ export async function startGateway({ mode, config = {}, env = {}, redis = null, 
     return procs[name];
   };
   const gw = {
-    mode, port, dataDir, configPath, config: cfg, procs,
+    mode, port, dataDir, configPath, config: cfg, procs, metrics: {},
     url: `http://127.0.0.1:${port}`,
     baseURL: `http://127.0.0.1:${port}/v1`,
     adminKey: common.OMNIROUTE_ADMIN_KEY,
@@ -213,7 +215,10 @@ export async function startGateway({ mode, config = {}, env = {}, redis = null, 
         const dir = path.join(dataDir, name);
         fs.mkdirSync(dir, { recursive: true });
         const svcPort = Number(addr.split(':')[1]);
-        spawnNamed(name, findBinary(s), ['--config', configPath, '--listen', addr],
+        const metricsPort = await freePort();
+        gw.metrics[name] = `http://127.0.0.1:${metricsPort}/metrics`;
+        spawnNamed(name, findBinary(s), ['--config', configPath, '--listen', addr,
+          '--metrics-listen', `127.0.0.1:${metricsPort}`],
           { env: { ...svcEnv, ...stores[s], DATA_DIR: dir }, cwd: dir, logDir: dataDir }, () => tcpConnectable(svcPort));
         await waitFor(`${name} to accept connections on ${addr}`, () => tcpConnectable(svcPort),
           { timeoutMs: readyTimeoutMs, check: checkAll });

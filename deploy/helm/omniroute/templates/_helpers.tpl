@@ -43,7 +43,8 @@ topologySpreadConstraints:
         {{- include "omniroute.selectorLabels" . | nindent 8 }}
 {{- end -}}
 
-{{/* Environment from the Secret: (dict "root" $ "keys" list). */}}
+{{/* Environment from the Secret: (dict "root" $ "keys" list "optional" list), optional
+     keys may be absent from the Secret. */}}
 {{- define "omniroute.secretEnv" -}}
 {{- range .keys }}
 - name: {{ . }}
@@ -51,6 +52,23 @@ topologySpreadConstraints:
     secretKeyRef:
       name: {{ $.root.Values.secrets.name }}
       key: {{ . }}
+{{- end }}
+{{- range .optional }}
+- name: {{ . }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $.root.Values.secrets.name }}
+      key: {{ . }}
+      optional: true
+{{- end }}
+{{- end -}}
+
+{{/* Addresses of the services a component calls: (dict "root" $ "names" list). */}}
+{{- define "omniroute.serviceAddrs" -}}
+{{- $fullname := include "omniroute.fullname" .root -}}
+{{- range .names }}
+- name: OMNIROUTE_{{ upper . }}_ADDR
+  value: {{ $fullname }}-{{ . }}:{{ (index $.root.Values .).port }}
 {{- end }}
 {{- end -}}
 
