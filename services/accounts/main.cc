@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
                          accounts::MakeLocalAccounts(config, std::move(options)));
         cli::ServiceWiring wiring{accounts::MakeAccountsGrpcService(impl), nullptr};
         wiring.config = config;
+        wiring.metrics_text = [impl] { return accounts::AccountsMetricsText(*impl); };
         wiring.reload = [impl](const ConfigPtr& next) {
           return accounts::ReloadAccountsConfig(*impl, next);
         };

@@ -263,6 +263,7 @@ v1::AdminResponse LocalAccounts::AdminNow(const v1::AdminRequest& req) {
         while (!fails.empty() && fails.front() <= now_s - options_.login_window_s) fails.pop_front();
         if (static_cast<int>(fails.size()) >= options_.login_max_failures) {
           const int64_t retry = fails.front() + options_.login_window_s - now_s;
+          Count(login_counts_, "limited");
           v1::AdminResponse r =
               Fail(429, absl::StrCat("Too many failed logins; try again in ", retry, " s"));
           auto* h = r.add_headers();
@@ -288,6 +289,7 @@ v1::AdminResponse LocalAccounts::AdminNow(const v1::AdminRequest& req) {
         std::lock_guard<std::mutex> lock(login_mu_);
         login_failures_[req.client_ip()].push_back(now_s);
         LogWarn("admin login failed", {{"client_ip", req.client_ip()}});
+        Count(login_counts_, "failed");
         return Fail(401, "Invalid password");
       }
       {
@@ -304,6 +306,7 @@ v1::AdminResponse LocalAccounts::AdminNow(const v1::AdminRequest& req) {
       h->set_value(absl::StrCat("auth_token=", token, "; Path=/; HttpOnly; SameSite=Lax; Max-Age=",
                                 options_.session_ttl_s, options_.cookie_secure ? "; Secure" : ""));
       LogInfo("admin logged in", {{"client_ip", req.client_ip()}});
+      Count(login_counts_, "ok");
       return r;
     }
     if (!is_admin) return Fail(401, "Admin credentials required");

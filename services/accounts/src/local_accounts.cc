@@ -195,6 +195,34 @@ void LocalAccounts::SyncLoop() {
     if (!s.ok() && !failing) LogWarn("accounts store unavailable", {{"error", SV(s.message())}});
     if (s.ok() && failing) LogInfo("accounts store available again");
     failing = !s.ok();
+    if (s.ok()) RefreshExpiring();
+  }
+}
+
+// Tokens are refreshed before they expire even when no request asks for them, so that an
+// idle subscription does not make its next request wait on the provider. A failed attempt
+// waits a minute before the next one; a connection that needs a new login is left alone.
+void LocalAccounts::RefreshExpiring() {
+  const int64_t now = Now();
+  auto snap = snapshot();
+  std::vector<std::string> due;
+  {
+    std::lock_guard<std::mutex> lock(oauth_mu_);
+    for (const auto& [id, state] : oauth_tokens_) {
+      if (refreshing_.count(id) || !OAuthClient::NeedsRefresh(state.tokens, now)) continue;
+      auto c = snap->connections.find(id);
+      if (c == snap->connections.end() || Str(c->second.doc, "status") == "needs_login" ||
+          !Bool(c->second.doc, "enabled", true)) {
+        continue;
+      }
+      auto next = proactive_next_.find(id);
+      if (next != proactive_next_.end() && next->second > now) continue;
+      due.push_back(id);
+    }
+  }
+  for (const std::string& id : due) {
+    proactive_next_[id] = now + 60000;
+    RefreshInBackground(id, "", [](absl::StatusOr<v1::Credential>) {});
   }
 }
 
@@ -301,6 +329,7 @@ absl::StatusOr<std::shared_ptr<Snapshot>> LocalAccounts::Build(int64_t version) 
     e.oauth = p && p->oauth;
     e.api_key = c.api_key;
     e.credential = ApiKeyCredential(p, c.api_key);
+    e.credential.set_proxy(c.proxy);
     e.doc = json::object{{"id", c.id},
                          {"provider", c.provider},
                          {"name", c.name},
@@ -308,6 +337,7 @@ absl::StatusOr<std::shared_ptr<Snapshot>> LocalAccounts::Build(int64_t version) 
                          {"priority", c.priority},
                          {"enabled", c.enabled},
                          {"status", "active"}};
+    if (!c.proxy.empty()) e.doc["proxy"] = c.proxy;
     snap->connections[c.id] = std::move(e);
   }
   auto conns = store.List("connection");
@@ -345,6 +375,7 @@ absl::StatusOr<std::shared_ptr<Snapshot>> LocalAccounts::Build(int64_t version) 
     } else {
       e.api_key = secret;
       e.credential = ApiKeyCredential(snap->registry->Find(e.provider), secret);
+      e.credential.set_proxy(Str(e.doc, "proxy"));
     }
     snap->connections[o.id] = std::move(e);
   }
@@ -499,6 +530,7 @@ absl::StatusOr<v1::Credential> LocalAccounts::OAuthCredential(const std::string&
     AddHeader(cred, name, value);
   }
   cred.set_base_url(OAuthClient::UpstreamBaseUrl(provider, state.tokens));
+  if (it != snap->connections.end()) cred.set_proxy(Str(it->second.doc, "proxy"));
   int64_t expires = state.tokens.expires_at_ms;
   if (state.tokens.api_key_expires_at_ms > 0 &&
       (expires == 0 || state.tokens.api_key_expires_at_ms < expires)) {
@@ -568,6 +600,10 @@ absl::StatusOr<v1::Credential> LocalAccounts::RefreshNow(const std::string& conn
       (*doc)["statusAt"] = Now();
       LogWarn("OAuth refresh failed", {{"connection", connection_id},
                                        {"error", SV(fresh.status().message())}});
+      {
+        std::lock_guard<std::mutex> lock(counters_mu_);
+        ++refresh_counts_[{provider, relogin ? "needs_login" : "error"}];
+      }
       if (relogin) {
         (void)SaveOAuthConnection(*doc, state.tokens);
         return fresh.status();
@@ -591,6 +627,10 @@ absl::StatusOr<v1::Credential> LocalAccounts::RefreshNow(const std::string& conn
       oauth_tokens_[connection_id] = next;
     }
     LogInfo("OAuth token refreshed", {{"connection", connection_id}});
+    {
+      std::lock_guard<std::mutex> lock(counters_mu_);
+      ++refresh_counts_[{provider, "ok"}];
+    }
     result = OAuthCredential(connection_id, next);
     return absl::OkStatus();
   });
@@ -707,6 +747,52 @@ void LocalAccounts::Admin(const v1::AdminRequest& request, Callback<v1::AdminRes
   Post([self = this, request, done = std::move(done)]() mutable {
     done(self->AdminNow(request));
   });
+}
+
+// ---- Metrics ----
+
+std::string AccountsMetricsText(const Accounts& accounts) {
+  const auto* self = dynamic_cast<const LocalAccounts*>(&accounts);
+  if (self == nullptr) return {};
+  auto snap = self->snapshot();
+  std::map<std::pair<std::string, std::string>, int64_t> conns;
+  for (const auto& [id, e] : snap->connections) {
+    std::string status = Str(e.doc, "status");
+    if (status.empty()) status = "active";
+    if (!Bool(e.doc, "enabled", true)) status = "disabled";
+    ++conns[{e.provider, status}];
+  }
+  std::map<std::pair<std::string, std::string>, int64_t> keys;
+  for (const auto& [hash, k] : snap->keys_by_hash) {
+    ++keys[{k.origin == Origin::kFile ? "file" : "api", k.enabled ? "true" : "false"}];
+  }
+  std::string out;
+  auto family = [&out](std::string_view name, std::string_view type, std::string_view help) {
+    absl::StrAppend(&out, "# HELP ", AV(name), " ", AV(help), "\n# TYPE ", AV(name), " ", AV(type),
+                    "\n");
+  };
+  family("omniroute_accounts_connections", "gauge", "Provider connections by provider and status.");
+  for (const auto& [k, n] : conns) {
+    absl::StrAppend(&out, "omniroute_accounts_connections{provider=\"", k.first, "\",status=\"",
+                    k.second, "\"} ", n, "\n");
+  }
+  family("omniroute_accounts_client_keys", "gauge", "Client API keys by origin and state.");
+  for (const auto& [k, n] : keys) {
+    absl::StrAppend(&out, "omniroute_accounts_client_keys{origin=\"", k.first, "\",enabled=\"",
+                    k.second, "\"} ", n, "\n");
+  }
+  std::lock_guard<std::mutex> lock(self->counters_mu_);
+  family("omniroute_accounts_oauth_refreshes_total", "counter",
+         "OAuth token refreshes by provider and result.");
+  for (const auto& [k, n] : self->refresh_counts_) {
+    absl::StrAppend(&out, "omniroute_accounts_oauth_refreshes_total{provider=\"", k.first,
+                    "\",result=\"", k.second, "\"} ", n, "\n");
+  }
+  family("omniroute_accounts_logins_total", "counter", "Admin login attempts by result.");
+  for (const auto& [result, n] : self->login_counts_) {
+    absl::StrAppend(&out, "omniroute_accounts_logins_total{result=\"", result, "\"} ", n, "\n");
+  }
+  return out;
 }
 
 // ---- Factories ----

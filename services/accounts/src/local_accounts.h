@@ -50,6 +50,10 @@ absl::StatusOr<AccountsPtr> MakeLocalAccounts(ConfigPtr config, AccountsOptions 
 // by MakeLocalAccounts (anything else: FAILED_PRECONDITION). On error nothing changes.
 absl::Status ReloadAccountsConfig(Accounts& accounts, ConfigPtr config);
 
+// Prometheus text of the accounts service: connections by provider and status, client keys,
+// OAuth refreshes by provider and result, admin logins by result ("" for other Accounts).
+std::string AccountsMetricsText(const Accounts& accounts);
+
 // Options from the config and environment: the store (DATABASE_URL → PostgreSQL, else the
 // SQLite file), the keyring of DATA_DIR, OMNIROUTE_OAUTH_BASE, ALLOW_API_KEY_REVEAL,
 // AUTH_COOKIE_SECURE, OMNIROUTE_OAUTH_CA_FILE.

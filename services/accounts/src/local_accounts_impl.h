@@ -117,6 +117,8 @@ class LocalAccounts final : public Accounts {
   std::optional<v1::QuotaReport> LatestQuota(const Snapshot& snap,
                                              const std::string& connection_id);
 
+  friend std::string AccountsMetricsText(const Accounts& accounts);
+
   // ---- accounts_admin.cc ----
   v1::AdminResponse AdminNow(const v1::AdminRequest& request);
 
@@ -144,6 +146,19 @@ class LocalAccounts final : public Accounts {
 
   std::mutex login_mu_;
   std::map<std::string, std::deque<int64_t>> login_failures_;  // by client IP
+
+  // Counters of /metrics: OAuth refreshes by provider and result, logins by result.
+  mutable std::mutex counters_mu_;
+  std::map<std::pair<std::string, std::string>, int64_t> refresh_counts_;
+  std::map<std::string, int64_t> login_counts_;
+  void Count(std::map<std::string, int64_t>& counts, const std::string& key) {
+    std::lock_guard<std::mutex> lock(counters_mu_);
+    ++counts[key];
+  }
+  // The sync thread's proactive refreshes: when a connection may be tried again after a
+  // failed one (ms since the epoch).
+  std::map<std::string, int64_t> proactive_next_;
+  void RefreshExpiring();
 
   std::mutex jobs_mu_;
   std::condition_variable jobs_cv_;

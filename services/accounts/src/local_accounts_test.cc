@@ -290,6 +290,15 @@ TEST(LocalAccountsTest, ConnectionsNodesAndModelsThroughTheApi) {
   ASSERT_EQ(h.Admin("PATCH", "/api/providers/loc:main", R"({"apiKey":"sk-bad"})").status(), 200);
   EXPECT_FALSE(Body(h.Admin("POST", "/api/providers/loc:main/test")).at("ok").as_bool());
 
+  // A proxy on the connection travels with its credential.
+  EXPECT_EQ(h.Credential("loc:main")->proxy(), "");
+  ASSERT_EQ(h.Admin("PATCH", "/api/providers/loc:main", R"({"proxy":"http://127.0.0.1:3128"})")
+                .status(),
+            200);
+  EXPECT_EQ(h.Credential("loc:main")->proxy(), "http://127.0.0.1:3128");
+  EXPECT_EQ(h.Admin("PATCH", "/api/providers/loc:main", R"({"proxy":"socks5://h:1"})").status(),
+            400);
+
   // A node with connections cannot go; then it can.
   EXPECT_EQ(h.Admin("DELETE", "/api/provider-nodes/loc").status(), 409);
   EXPECT_EQ(h.Admin("DELETE", "/api/providers/loc:main").status(), 200);
@@ -432,6 +441,12 @@ TEST(LocalAccountsTest, OAuthLoginThenOneRefreshForConcurrentCallers) {
   ASSERT_TRUE(stale.ok());
   EXPECT_EQ(http.refreshes.load(), 2);
 
+  // The connection's proxy comes with its OAuth credential too.
+  ASSERT_EQ(h.Admin("PATCH", "/api/providers/claude-code:max", R"({"proxy":"http://10.0.0.7:8080"})")
+                .status(),
+            200);
+  EXPECT_EQ(h.Credential("claude-code:max")->proxy(), "http://10.0.0.7:8080");
+
   // A revoked refresh token: the connection needs a new login, and says so.
   http.fail_refresh = true;
   h.now_ms += 2 * 3600 * 1000;
@@ -510,6 +525,29 @@ api_keys: [ { name: fresh, key: sk-new-456 } ]
   ASSERT_TRUE(ReloadAccountsConfig(*h.acc, h.config).ok());
   EXPECT_TRUE(h.Resolve(api_key).ok());
   EXPECT_TRUE(h.Resolve("sk-team-123").ok());
+}
+
+TEST(LocalAccountsTest, TokensAreRefreshedBeforeTheyExpireWithoutARequest) {
+  FakeHttp http;
+  http.first_lifetime_s = 120;  // inside the 5-minute margin
+  Harness h("", ":memory:", &http);
+  const std::string state(Body(h.Admin("POST", "/api/oauth/claude-code/start", "{}")).at("state").as_string());
+  ASSERT_EQ(h.Admin("POST", "/api/oauth/claude-code/exchange",
+                    absl::StrCat(R"({"state":")", state, R"(","code":"c#)", state, R"("})"))
+                .status(),
+            201);
+  for (int i = 0; i < 200 && http.refreshes.load() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(http.refreshes.load(), 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // and not again
+  EXPECT_EQ(http.refreshes.load(), 1);
+  const std::string text = AccountsMetricsText(*h.acc);
+  EXPECT_TRUE(absl::StrContains(
+      text, R"(omniroute_accounts_oauth_refreshes_total{provider="claude-code",result="ok"} 1)"))
+      << text;
+  EXPECT_TRUE(absl::StrContains(text, R"(omniroute_accounts_connections{provider="claude-code",status="active"} 1)"))
+      << text;
 }
 
 }  // namespace
