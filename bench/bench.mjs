@@ -5,7 +5,9 @@
 // Environment (all optional):
 //   BENCH_DURATION      per measurement (default 10s)
 //   BENCH_MODES         allinone,distributed (default both)
-//   BENCH_CONNECTIONS   connection counts, one measurement each (default 1,50)
+//   BENCH_CONNECTIONS   connection counts, one measurement each (default 1,50,500)
+//   BENCH_TTFB_REQUESTS sequential streamed requests per target for time to first byte
+//                       (default 2000 after 100 unmeasured; 0 skips)
 //   BENCH_THREADS       wrk threads when connections > 1 (default 2; 1 connection = 1 thread)
 //   BENCH_STREAM        no,yes (default both)
 //   BENCH_REPEAT        runs of the whole matrix; the summary takes medians (default 1)
@@ -28,6 +30,7 @@ import { COMPLETION, SSE_BODY, STREAM_WORDS, STUB_MODEL, startStub } from './lib
 import {
   cpuDelta, cpuSample, FOREIGN_MAX, LoadMeter, machineInfo, peakRssKb, waitIdle, watchLoad,
 } from './lib/sys.mjs';
+import { runTtfb } from './lib/ttfb.mjs';
 import { errorCount, fmtWrkErrors, parseDuration, runWrk, writeBody } from './lib/wrk.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
@@ -45,7 +48,8 @@ const SETTINGS = {
   duration_s: parseDuration(env.BENCH_DURATION || '10s'),
   warmup_s: parseDuration(env.BENCH_WARMUP || '3s'),
   modes: list(env.BENCH_MODES, 'allinone,distributed'),
-  connections: list(env.BENCH_CONNECTIONS, '1,50').map(Number),
+  connections: list(env.BENCH_CONNECTIONS, '1,50,500').map(Number),
+  ttfb_requests: Number(env.BENCH_TTFB_REQUESTS ?? 2000),
   threads: Number(env.BENCH_THREADS || 2),
   stream: list(env.BENCH_STREAM, 'no,yes').map((s) => s === 'yes' || s === 'true' || s === '1'),
   repeat: Number(env.BENCH_REPEAT || 1),
@@ -201,6 +205,41 @@ function summarize(runs, targets, settings = SETTINGS) {
   return rows;
 }
 
+// Time to first byte of a stream: medians over runs of each percentile; added = gateway minus
+// the stub of the same run.
+function summarizeTtfb(ttfbRuns) {
+  const names = [...new Set(ttfbRuns.map((r) => r.target))];
+  const stubOf = (rep) => ttfbRuns.find((r) => r.target === 'stub' && r.rep === rep);
+  return names.map((name) => {
+    const all = ttfbRuns.filter((r) => r.target === name);
+    const nErr = (r) => r.error_count ?? r.errors.length;
+    const rs = all.filter((r) => !nErr(r) && r.ttfb_us);
+    const m = (f) => round(median(rs.map(f)) / 1000);
+    const row = {
+      target: name, runs: all.length, used_runs: rs.length,
+      errors: all.reduce((a, r) => a + nErr(r), 0),
+      ttfb_p50_ms: m((r) => r.ttfb_us.p50), ttfb_p90_ms: m((r) => r.ttfb_us.p90), ttfb_p99_ms: m((r) => r.ttfb_us.p99),
+      total_p50_ms: m((r) => r.total_us.p50),
+    };
+    if (name !== 'stub') {
+      const add = (q) => round(median(rs.map((r) => r.ttfb_us[q] - (stubOf(r.rep)?.ttfb_us?.[q] ?? NaN))) / 1000);
+      Object.assign(row, { added_p50_ms: add('p50'), added_p90_ms: add('p90'), added_p99_ms: add('p99') });
+    }
+    return row;
+  });
+}
+
+function ttfbTable(rows) {
+  const head = ['target', 'TTFB p50 ms', 'p90 ms', 'p99 ms', '+p50 ms', '+p90 ms', '+p99 ms', 'whole p50 ms', 'runs', 'errors'];
+  const f = (x, d = 3) => (x === null || x === undefined ? '-' : x.toFixed(d));
+  const body = rows.map((r) => [r.target, f(r.ttfb_p50_ms), f(r.ttfb_p90_ms), f(r.ttfb_p99_ms), f(r.added_p50_ms),
+    f(r.added_p90_ms), f(r.added_p99_ms), f(r.total_p50_ms), `${r.used_runs}/${r.runs}`, String(r.errors)]);
+  const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  const line = (cells) => `| ${cells.map((c, i) => (i < 1 ? c.padEnd(w[i]) : c.padStart(w[i]))).join(' | ')} |`;
+  return [line(head), `|${w.map((n, i) => (i < 1 ? '-'.repeat(n + 2) : `${'-'.repeat(n + 1)}:`)).join('|')}|`,
+    ...body.map(line)].join('\n');
+}
+
 function table(rows) {
   const head = ['target', 'stream', 'conns', 'p50 ms', 'p99 ms', 'req/s', '+p50 ms', '+p99 ms', 'CPU ms/1k', 'runs',
     'errors'];
@@ -269,7 +308,8 @@ async function main() {
     binaries: Object.fromEntries(['omniroute', 'edge', 'router', 'translator', 'accounts', 'usage']
       .map((n) => [n, findBinary(n)]).filter(([, p]) => p)
       .map(([n, p]) => [n, { path: path.relative(REPO_ROOT, p), mtime: fs.statSync(p).mtime.toISOString() }])),
-    settings: SETTINGS, runs: [], summary: [], usage: {}, peak_rss_kb: {}, problems: [], ok: false,
+    settings: SETTINGS, runs: [], summary: [], ttfb: [], ttfb_summary: [], usage: {}, peak_rss_kb: {}, problems: [],
+    ok: false,
   };
   const problem = (kind, message, extra = {}) => {
     report.problems.push({ kind, message, ...extra });
@@ -414,6 +454,41 @@ async function main() {
       }
     }
 
+    // Time to first byte of a stream (wrk cannot see it): one connection, sequential requests.
+    if (SETTINGS.ttfb_requests > 0) {
+      for (let rep = 1; rep <= SETTINGS.repeat; rep++) {
+        for (const t of targets) {
+          const idle = await waitIdle(idleBudget, meter, { log });
+          const stopWatch = watchLoad(meter);
+          let r;
+          let load;
+          try {
+            r = await runTtfb({ url: t.url(true), apiKey: t.apiKey, body: requestBody(t.model(true), true),
+              requests: SETTINGS.ttfb_requests, warmup: 100, timeoutMs: SETTINGS.request_timeout_s * 1000,
+              deadlineMs: 300000 });
+          } finally {
+            load = await stopWatch();
+          }
+          sent[t.name] += r.answered;
+          cut[t.name] += r.cut + 1;
+          const disturbed = [...load.busy];
+          if (load.foreign_cores > FOREIGN_MAX) disturbed.push(`other processes used ${load.foreign_cores} cores`);
+          report.ttfb.push({ rep, target: t.name, idle: idle.idle, disturbed, load, ...r,
+            errors: r.errors.slice(0, 20), error_count: r.errors.length });
+          const ms = (x) => (x / 1000).toFixed(3);
+          log(`${t.name.padEnd(11)} TTFB run ${rep}: p50 ${ms(r.ttfb_us?.p50 ?? NaN)} ms  p90 ${ms(r.ttfb_us?.p90 ?? NaN)} ms  ` +
+            `p99 ${ms(r.ttfb_us?.p99 ?? NaN)} ms  (${r.requests} requests, ${r.errors.length} errors, ` +
+            `${r.reconnects} reconnects)${disturbed.length ? `  (disturbed: ${disturbed.join('; ')})` : ''}`);
+          if (r.errors.length) {
+            problem('errors', `${t.name} TTFB: ${r.errors.length} errors: ${[...new Set(r.errors)].slice(0, 3).join(' | ')}`,
+              { logs: t.logs() });
+          }
+          checkAlive();
+        }
+      }
+      report.ttfb_summary = summarizeTtfb(report.ttfb);
+    }
+
     // Usage rows: one per answered request, plus up to one per request wrk cut in flight when
     // it stopped (the gateway records those too, as 499 or as a late 200). Records are
     // asynchronous: give them a few seconds to arrive.
@@ -448,6 +523,14 @@ async function main() {
   if (!report.summary.length && report.runs.length) report.summary = summarize(report.runs, targets);
   const file = writeReport();
   if (report.summary.length) process.stdout.write(`\n${table(report.summary)}\n\n`);
+  if (report.ttfb_summary.length) {
+    process.stdout.write(`Time to first body byte of a stream (${SETTINGS.ttfb_requests} sequential requests on one ` +
+      `connection per run; +: gateway minus stub, same run):\n${ttfbTable(report.ttfb_summary)}\n\n`);
+  }
+  if (Object.keys(report.peak_rss_kb).length) {
+    process.stdout.write(`Peak RSS (VmHWM) at the end: ${Object.entries(report.peak_rss_kb)
+      .map(([k, v]) => `${k} ${v === null ? '-' : (v / 1024).toFixed(1)} MB`).join(', ')}\n`);
+  }
   process.stdout.write(`+p50/+p99: gateway minus stub, same run${SETTINGS.repeat > 1 ? ', median over runs' : ''}; ` +
     `CPU ms/1k: CPU time of the target's processes per 1000 requests (wrk's own CPU not counted); ` +
     `runs: used / all (medians over the runs without errors, and of those the ones on an idle machine when there are any)\n`);
@@ -469,6 +552,10 @@ function resummarize(file) {
   const targets = names.map((name) => ({ name, stub: name === 'stub' }));
   report.summary = summarize(report.runs, targets, report.settings);
   process.stdout.write(`${table(report.summary)}\n`);
+  if (report.ttfb?.length) {
+    report.ttfb_summary = summarizeTtfb(report.ttfb);
+    process.stdout.write(`\n${ttfbTable(report.ttfb_summary)}\n`);
+  }
   if (process.argv.includes('--write')) fs.writeFileSync(file, `${JSON.stringify(report, null, 1)}\n`);
 }
 

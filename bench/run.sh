@@ -36,5 +36,9 @@ if [ ${#need[@]} -gt 0 ]; then
   if [ "$had_system_nginx" = 0 ] && [ -s /run/nginx.pid ]; then $SUDO nginx -s quit || true; fi
 fi
 
+# 500 connections through a gateway are 1000+ descriptors in it (client side and upstream);
+# the slow-stream test (bench/streams.sh) needs 10,000+. Children inherit the limit.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
 # --foreground: Ctrl-C still reaches node, whose exit handler stops every process it started.
 exec timeout --foreground --kill-after=30 "${BENCH_MAX_SECONDS:-7200}" node bench/bench.mjs "$@"
