@@ -684,6 +684,11 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text) {
     }
     RETURN_IF_ERROR(n.Integer("priority", &cs.priority, 0, 1000000));
     RETURN_IF_ERROR(n.Bool("enabled", &cs.enabled));
+    RETURN_IF_ERROR(n.String("proxy", &cs.proxy));
+    if (!cs.proxy.empty() && !absl::StartsWith(cs.proxy, "http://")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(n.Child("proxy"), ": expected http://host:port"));
+    }
     cs.id = absl::StrCat(cs.provider, ":", cs.name);
     for (const auto& other : c.connections) {
       if (other.id == cs.id) {

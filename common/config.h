@@ -32,6 +32,7 @@ struct ConnectionSpec {
   std::string api_key;  // resolved (api_key or api_key_env); never logged
   int priority = 1;
   bool enabled = true;
+  std::string proxy;  // HTTP proxy for upstream requests: "http://[user:pass@]host:port" or ""
   // From the accounts service's catalog (file connections keep the defaults).
   bool oauth = false;
   std::string status;               // active | expired | needs_login | error | disabled

@@ -70,6 +70,16 @@ TEST(ConfigTest, ApiKeyEnv) {
   EXPECT_NE(c.status().message().find("OMNI_TEST_UNSET_X"), std::string::npos);
 }
 
+TEST(ConfigTest, ConnectionProxy) {
+  auto c = ParseConfig(
+      "connections: [ { provider: openai, name: p, api_key: x, proxy: \"http://10.0.0.1:3128\" } ]");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->connections[0].proxy, "http://10.0.0.1:3128");
+  c = ParseConfig("connections: [ { provider: openai, name: p, api_key: x, proxy: socks5://h:1 } ]");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("connections[0].proxy"), std::string::npos);
+}
+
 TEST(ConfigTest, RegistryKnowsBuiltInsAndNodes) {
   auto c = ParseConfig(R"(
 nodes: [ { id: glm, format: anthropic, base_url: "http://127.0.0.1:9/v1" } ]

@@ -1,4 +1,5 @@
 #include "gateway.h"
+#include "upstream.h"
 
 #include <gtest/gtest.h>
 
@@ -21,6 +22,56 @@ TEST(GatewayTest, ParseChatRequest) {
             std::string::npos);
   EXPECT_FALSE(ParseChatRequest(R"({"model":3})").ok());
   EXPECT_FALSE(ParseChatRequest(R"({"model":"m","stream":"yes"})").ok());
+}
+
+TEST(GatewayTest, ParseBaseUrlAndProxy) {
+  auto ep = ParseBaseUrl("https://api.example.com/v1/");
+  ASSERT_TRUE(ep.ok()) << ep.status();
+  EXPECT_TRUE(ep->tls);
+  EXPECT_EQ(ep->port, "443");
+  EXPECT_EQ(ep->base_path, "/v1");
+  EXPECT_EQ(ep->key, "https://api.example.com:443");
+  const std::string direct_key = ep->key;
+
+  // No proxy: unchanged.
+  UpstreamEndpoint direct = *ep;
+  ASSERT_TRUE(ApplyProxy(direct, "").ok());
+  EXPECT_TRUE(direct.proxy_host.empty());
+  EXPECT_EQ(direct.key, direct_key);
+
+  UpstreamEndpoint a = *ep;
+  ASSERT_TRUE(ApplyProxy(a, "http://10.0.0.1:3128").ok());
+  EXPECT_EQ(a.proxy_host, "10.0.0.1");
+  EXPECT_EQ(a.proxy_port, "3128");
+  EXPECT_TRUE(a.proxy_authorization.empty());
+  EXPECT_EQ(a.host, "api.example.com");  // the upstream stays the same
+  UpstreamEndpoint b = *ep;
+  ASSERT_TRUE(ApplyProxy(b, "HTTP://proxy.internal/").ok());
+  EXPECT_EQ(b.proxy_host, "proxy.internal");
+  EXPECT_EQ(b.proxy_port, "80");
+  // Connections through different proxies never share a pool entry.
+  EXPECT_NE(a.key, direct_key);
+  EXPECT_NE(a.key, b.key);
+
+  // user:password@ → Proxy-Authorization (percent-decoded); the key never holds the password.
+  UpstreamEndpoint c = *ep;
+  ASSERT_TRUE(ApplyProxy(c, "http://bob:s%40cret@[::1]:8080").ok());
+  EXPECT_EQ(c.proxy_host, "::1");
+  EXPECT_EQ(c.proxy_port, "8080");
+  EXPECT_EQ(c.proxy_authorization, "Basic Ym9iOnNAY3JldA==");  // bob:s@cret
+  EXPECT_EQ(c.key.find("s@cret"), std::string::npos);
+  EXPECT_EQ(c.key.find("s%40cret"), std::string::npos);
+  UpstreamEndpoint d = *ep;
+  ASSERT_TRUE(ApplyProxy(d, "http://bob:other@[::1]:8080").ok());
+  EXPECT_NE(c.key, d.key);  // another proxy user: another pool entry
+
+  for (const char* bad : {"https://p:1", "socks5://p:1", "http://", "http://:8080", "http://p:0",
+                          "http://p:99999", "http://p:x", "http://p:1/path", "http://u:%zz@p:1"}) {
+    UpstreamEndpoint e = *ep;
+    absl::Status s = ApplyProxy(e, bad);
+    EXPECT_FALSE(s.ok()) << bad;
+    EXPECT_EQ(s.message().find("%zz"), std::string::npos) << s.message();
+  }
 }
 
 TEST(GatewayTest, RewriteModelKeepsUnknownFields) {

@@ -330,7 +330,8 @@ struct EdgeServer::Impl {
                                             const router::v1::Candidate& cand,
                                             const std::string& client_model,
                                             const std::function<void(int, bool)>& report);
-  absl::StatusOr<UpstreamEndpoint> Endpoint(const std::string& base_url);
+  // The parsed endpoint of a base URL reached through `proxy` ("" = direct), cached.
+  absl::StatusOr<UpstreamEndpoint> Endpoint(const std::string& base_url, const std::string& proxy);
   // Sends a connection's quota to accounts when it moved enough (fire and forget).
   void ReportQuota(accounts::v1::QuotaReport report);
   void Finish(Exchange& x);
@@ -379,9 +380,13 @@ bool Retryable(int status) {
 // Whether a refreshed credential is still the one the upstream refused.
 bool SameCredential(const accounts::v1::Credential& a, const accounts::v1::Credential& b) {
   if (!a.token_sha256().empty() || !b.token_sha256().empty()) {
-    return a.token_sha256() == b.token_sha256() && a.base_url() == b.base_url();
+    return a.token_sha256() == b.token_sha256() && a.base_url() == b.base_url() &&
+           a.proxy() == b.proxy();
   }
-  if (a.base_url() != b.base_url() || a.headers_size() != b.headers_size()) return false;
+  if (a.base_url() != b.base_url() || a.proxy() != b.proxy() ||
+      a.headers_size() != b.headers_size()) {
+    return false;
+  }
   for (int i = 0; i < a.headers_size(); ++i) {
     if (a.headers(i).name() != b.headers(i).name() ||
         a.headers(i).value() != b.headers(i).value()) {
@@ -1106,13 +1111,18 @@ net::awaitable<absl::StatusOr<accounts::v1::Credential>> EdgeServer::Impl::Fetch
   co_return got;
 }
 
-absl::StatusOr<UpstreamEndpoint> EdgeServer::Impl::Endpoint(const std::string& base_url) {
+absl::StatusOr<UpstreamEndpoint> EdgeServer::Impl::Endpoint(const std::string& base_url,
+                                                             const std::string& proxy) {
+  const std::string key = proxy.empty() ? base_url : absl::StrCat(base_url, "\n", proxy);
   std::lock_guard<std::mutex> lock(endpoints_mu);
-  auto it = endpoints.find(base_url);
+  auto it = endpoints.find(key);
   if (it == endpoints.end()) {
     auto ep = ParseBaseUrl(base_url);
     if (!ep.ok()) return ep.status();
-    it = endpoints.emplace(base_url, std::move(ep).value()).first;
+    if (absl::Status s = ApplyProxy(*ep, proxy); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("connection proxy: ", s.message()));
+    }
+    it = endpoints.emplace(key, std::move(ep).value()).first;
   }
   return it->second;
 }
@@ -1362,9 +1372,10 @@ net::awaitable<AttemptResult> EdgeServer::Impl::Attempt(Exchange& x, ChatRequest
   // A 401 first refreshes the connection's credential and tries the same candidate once
   // more with it; only then does the request fail over.
   for (int round = 0;; ++round) {
-    // Some credentials (Copilot, Qwen) name their own API host.
+    // Some credentials (Copilot, Qwen) name their own API host; some connections go through
+    // an HTTP proxy.
     const std::string& base_url = cred->base_url().empty() ? cand.base_url() : cred->base_url();
-    auto endpoint = Endpoint(base_url);
+    auto endpoint = Endpoint(base_url, cred->proxy());
     if (!endpoint.ok()) {
       result.error = endpoint.status();
       co_return result;

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -56,6 +58,14 @@ class Metrics {
   std::string Serialize() const;
 
  private:
+  // The child of `family` with these label values, from a per-thread cache: the request path
+  // neither builds label maps nor takes the family's lock once a label set was seen.
+  template <typename T, typename... Args>
+  T& Child(prometheus::Family<T>* family,
+           std::initializer_list<std::pair<std::string_view, std::string_view>> labels,
+           const Args&... args);
+
+  const uint64_t instance_;  // tells apart the caches of Metrics objects
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>* requests_;
   prometheus::Family<prometheus::Histogram>* duration_;

@@ -12,6 +12,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
@@ -19,7 +20,10 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/crypto.h"
+#include "common/secrets.h"
 #include "common/strings.h"
 
 namespace omniroute::edge {
@@ -28,6 +32,8 @@ namespace beast = boost::beast;
 using tcp = net::ip::tcp;
 constexpr size_t kMaxIdlePerKey = 256;
 constexpr size_t kReadChunk = 16 * 1024;
+// The largest answer header a proxy may send to CONNECT.
+constexpr uint32_t kMaxProxyHeader = 16 * 1024;
 
 struct UpstreamConnection {
   std::string key;
@@ -75,6 +81,96 @@ absl::StatusOr<UpstreamEndpoint> ParseBaseUrl(std::string_view url) {
   if (ep.port.empty()) ep.port = ep.tls ? "443" : "80";
   ep.key = absl::StrCat(ep.tls ? "https://" : "http://", ep.host, ":", ep.port);
   return ep;
+}
+
+namespace {
+
+// host:port as written in a URL authority (IPv6 literals in brackets).
+std::string Authority(const std::string& host, const std::string& port) {
+  const bool v6 = host.find(':') != std::string::npos;
+  return v6 ? absl::StrCat("[", host, "]:", port) : absl::StrCat(host, ":", port);
+}
+
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+absl::StatusOr<std::string> PercentDecode(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '%') {
+      out.push_back(in[i]);
+      continue;
+    }
+    const int hi = i + 2 < in.size() ? HexDigit(in[i + 1]) : -1;
+    const int lo = i + 2 < in.size() ? HexDigit(in[i + 2]) : -1;
+    if (hi < 0 || lo < 0) return absl::InvalidArgumentError("bad percent-encoding");
+    out.push_back(static_cast<char>(hi * 16 + lo));
+    i += 2;
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::Status ApplyProxy(UpstreamEndpoint& ep, std::string_view url) {
+  if (url.empty()) return absl::OkStatus();
+  if (!absl::StartsWithIgnoreCase(AV(url), "http://")) {
+    return absl::InvalidArgumentError("proxy URL must start with http://");
+  }
+  std::string_view authority = url.substr(7);
+  if (!authority.empty() && authority.back() == '/') authority.remove_suffix(1);
+  if (authority.find_first_of("/?#") != std::string_view::npos) {
+    return absl::InvalidArgumentError("proxy URL must be http://host:port (no path)");
+  }
+  std::string userinfo;
+  if (size_t at = authority.rfind('@'); at != std::string_view::npos) {
+    std::string_view raw = authority.substr(0, at);
+    authority = authority.substr(at + 1);
+    const size_t colon = raw.find(':');
+    auto user = PercentDecode(raw.substr(0, colon));
+    auto password = PercentDecode(colon == std::string_view::npos ? "" : raw.substr(colon + 1));
+    if (!user.ok() || !password.ok()) {
+      return absl::InvalidArgumentError("proxy URL has badly encoded credentials");
+    }
+    userinfo = absl::StrCat(*user, ":", *password);
+  }
+  std::string host;
+  std::string port;
+  if (!authority.empty() && authority.front() == '[') {
+    const size_t close = authority.find(']');
+    if (close == std::string_view::npos) return absl::InvalidArgumentError("proxy URL: bad IPv6 host");
+    host = std::string(authority.substr(1, close - 1));
+    std::string_view after = authority.substr(close + 1);
+    if (!after.empty() && !absl::StartsWith(AV(after), ":")) {
+      return absl::InvalidArgumentError("proxy URL: bad IPv6 host");
+    }
+    if (!after.empty()) port = std::string(after.substr(1));
+  } else {
+    const size_t colon = authority.rfind(':');
+    host = std::string(authority.substr(0, colon));
+    if (colon != std::string_view::npos) port = std::string(authority.substr(colon + 1));
+  }
+  if (host.empty()) return absl::InvalidArgumentError("proxy URL has no host");
+  if (port.empty()) port = "80";
+  int port_number = 0;
+  if (!absl::SimpleAtoi(AV(port), &port_number) || port_number <= 0 || port_number > 65535) {
+    return absl::InvalidArgumentError("proxy URL has a bad port");
+  }
+  ep.proxy_host = std::move(host);
+  ep.proxy_port = std::move(port);
+  ep.proxy_authorization.clear();
+  absl::StrAppend(&ep.key, " via ", Authority(ep.proxy_host, ep.proxy_port));
+  if (!userinfo.empty()) {
+    ep.proxy_authorization = absl::StrCat("Basic ", crypto::Base64Encode(userinfo));
+    // Told apart by a digest: the key never holds the password itself.
+    absl::StrAppend(&ep.key, " as ", Sha256Hex(userinfo).substr(0, 16));
+  }
+  return absl::OkStatus();
 }
 
 UpstreamExchange::UpstreamExchange(UpstreamPool* pool, std::unique_ptr<UpstreamConnection> conn)
@@ -164,11 +260,20 @@ std::unique_ptr<UpstreamConnection> UpstreamPool::TakeIdle(const std::string& ke
 
 net::awaitable<absl::StatusOr<std::unique_ptr<UpstreamConnection>>> UpstreamPool::Connect(
     const UpstreamEndpoint& ep) {
+  const bool proxied = !ep.proxy_host.empty();
+  // The first hop: the proxy, or the upstream itself. Messages name the proxy, never its
+  // credentials.
+  const std::string& hop_host = proxied ? ep.proxy_host : ep.host;
+  const std::string& hop_port = proxied ? ep.proxy_port : ep.port;
+  const std::string hop_name =
+      proxied ? absl::StrCat("proxy ", Authority(ep.proxy_host, ep.proxy_port))
+              : absl::StrCat("upstream ", ep.host, ":", ep.port);
   tcp::resolver resolver(executor_);
-  auto [rec, results] = co_await resolver.async_resolve(ep.host, ep.port, kAwait);
+  auto [rec, results] = co_await resolver.async_resolve(hop_host, hop_port, kAwait);
   if (rec) {
-    co_return absl::UnavailableError(
-        absl::StrCat("cannot resolve upstream host ", ep.host, ": ", rec.message()));
+    co_return absl::UnavailableError(absl::StrCat("cannot resolve ",
+                                                  proxied ? "proxy" : "upstream", " host ",
+                                                  hop_host, ": ", rec.message()));
   }
   auto conn = std::make_unique<UpstreamConnection>();
   conn->key = ep.key;
@@ -178,14 +283,19 @@ net::awaitable<absl::StatusOr<std::unique_ptr<UpstreamConnection>>> UpstreamPool
     conn->plain.emplace(executor_);
   }
   auto& lowest = conn->lowest();
+  // One deadline for connecting, the proxy's tunnel and the TLS handshake.
   lowest.expires_after(timeouts_.connect);
   auto [cec, endpoint] = co_await lowest.async_connect(results, kAwait);
   if (cec) {
     co_return absl::UnavailableError(absl::StrCat(
-        "cannot connect to upstream ", ep.host, ":", ep.port, ": ",
+        "cannot connect to ", hop_name, ": ",
         cec == beast::error::timeout ? "connect timed out" : cec.message()));
   }
   lowest.socket().set_option(tcp::no_delay(true));
+  if (proxied && ep.tls) {
+    absl::Status tunnel = co_await Tunnel(lowest, ep);
+    if (!tunnel.ok()) co_return tunnel;
+  }
   if (ep.tls) {
     SSL* ssl = conn->secure->native_handle();
     if (!SSL_set_tlsext_host_name(ssl, ep.host.c_str())) {
@@ -194,11 +304,52 @@ net::awaitable<absl::StatusOr<std::unique_ptr<UpstreamConnection>>> UpstreamPool
     conn->secure->set_verify_callback(net::ssl::host_name_verification(ep.host));
     auto [hec] = co_await conn->secure->async_handshake(net::ssl::stream_base::client, kAwait);
     if (hec) {
-      co_return absl::UnavailableError(
-          absl::StrCat("TLS handshake with ", ep.host, " failed: ", hec.message()));
+      const std::string how =
+          hec == beast::error::timeout ? std::string("timed out") : hec.message();
+      co_return absl::UnavailableError(absl::StrCat("TLS handshake with ", ep.host, " failed: ",
+                                                    how));
     }
   }
   co_return conn;
+}
+
+net::awaitable<absl::Status> UpstreamPool::Tunnel(beast::tcp_stream& stream,
+                                                  const UpstreamEndpoint& ep) {
+  const std::string proxy = Authority(ep.proxy_host, ep.proxy_port);
+  const std::string target = Authority(ep.host, ep.port);
+  http::request<http::empty_body> connect{http::verb::connect, target, 11};
+  connect.set(http::field::host, target);
+  if (!ep.proxy_authorization.empty()) {
+    connect.set(http::field::proxy_authorization, ep.proxy_authorization);
+  }
+  auto [wec, wn] = co_await http::async_write(stream, connect, kAwait);
+  if (wec) {
+    const std::string how = wec == beast::error::timeout ? std::string("timed out") : wec.message();
+    co_return absl::UnavailableError(absl::StrCat("proxy ", proxy, " CONNECT to ", target,
+                                                  " failed: ", how));
+  }
+  // The proxy sends nothing after its answer until the client speaks (TLS), so a buffer of
+  // our own loses nothing.
+  beast::flat_buffer buffer(kMaxProxyHeader);
+  http::response_parser<http::empty_body> parser;
+  parser.header_limit(kMaxProxyHeader);
+  parser.skip(true);  // a CONNECT answer has no body
+  auto [rec, rn] = co_await http::async_read_header(stream, buffer, parser, kAwait);
+  if (rec) {
+    const std::string how = rec == beast::error::timeout ? std::string("timed out") : rec.message();
+    co_return absl::UnavailableError(absl::StrCat("proxy ", proxy, " CONNECT to ", target,
+                                                  " failed: ", how));
+  }
+  const int status = parser.get().result_int();
+  if (status / 100 != 2) {
+    co_return absl::UnavailableError(absl::StrCat("proxy ", proxy, " refused CONNECT to ",
+                                                  target, ": HTTP ", status));
+  }
+  if (buffer.size() != 0) {
+    co_return absl::UnavailableError(
+        absl::StrCat("proxy ", proxy, " sent data before the TLS handshake"));
+  }
+  co_return absl::OkStatus();
 }
 
 net::awaitable<absl::StatusOr<std::unique_ptr<UpstreamExchange>>> UpstreamPool::Send(
@@ -208,6 +359,18 @@ net::awaitable<absl::StatusOr<std::unique_ptr<UpstreamExchange>>> UpstreamPool::
                                      : absl::StrCat(ep.host, ":", ep.port));
   request.keep_alive(true);
   request.prepare_payload();
+  // Plain http through a proxy: the absolute form, with the proxy's credentials.
+  if (!ep.proxy_host.empty() && !ep.tls) {
+    const auto origin = request.target();
+    const std::string absolute = absl::StrCat("http://", Authority(ep.host, ep.port),
+                                              AV({origin.data(), origin.size()}));
+    request.target(absolute);
+    if (!ep.proxy_authorization.empty()) {
+      request.set(http::field::proxy_authorization, ep.proxy_authorization);
+    }
+  } else {
+    request.erase(http::field::proxy_authorization);
+  }
   for (int attempt = 0; attempt < 2; ++attempt) {
     // The retry after a reused connection failed always takes a fresh one.
     std::unique_ptr<UpstreamConnection> conn = attempt == 0 ? TakeIdle(ep.key) : nullptr;

@@ -5,6 +5,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/fields.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -24,16 +25,28 @@ namespace http = boost::beast::http;
 // Completion token: co_await yields (error_code, results...) instead of throwing.
 inline constexpr auto kAwait = net::as_tuple(net::use_awaitable);
 
-// Where a provider's API lives, parsed once from its base URL.
+// Where a provider's API lives, parsed once from its base URL (and the connection's proxy).
 struct UpstreamEndpoint {
   bool tls = false;
   std::string host;
   std::string port;
   std::string base_path;  // e.g. "/v1", no trailing slash
-  std::string key;        // pool key: scheme://host:port
+  // The HTTP proxy the connection goes through (empty host: direct). https upstreams are
+  // tunnelled with CONNECT; plain http requests go to the proxy in absolute form.
+  std::string proxy_host;
+  std::string proxy_port;
+  std::string proxy_authorization;  // "Basic ..." from the proxy URL's user:password, or empty
+  // Pool key: scheme://host:port, plus the proxy (connections through different proxies, or
+  // as different proxy users, never mix).
+  std::string key;
 };
 
 absl::StatusOr<UpstreamEndpoint> ParseBaseUrl(std::string_view url);
+
+// Routes `endpoint` through the HTTP proxy `proxy_url` ("http://[user:password@]host[:port]",
+// port 80 by default; user and password percent-decoded). An empty URL leaves it direct.
+// Error messages never contain the user or password.
+absl::Status ApplyProxy(UpstreamEndpoint& endpoint, std::string_view proxy_url);
 
 struct UpstreamTimeouts {
   std::chrono::milliseconds connect{10000};
@@ -91,6 +104,10 @@ class UpstreamPool {
   std::unique_ptr<UpstreamConnection> TakeIdle(const std::string& key);
   net::awaitable<absl::StatusOr<std::unique_ptr<UpstreamConnection>>> Connect(
       const UpstreamEndpoint& endpoint);
+  // Asks the endpoint's proxy for a tunnel to the upstream (CONNECT host:port); a 2xx answer
+  // leaves `stream` connected to the upstream.
+  net::awaitable<absl::Status> Tunnel(boost::beast::tcp_stream& stream,
+                                      const UpstreamEndpoint& endpoint);
 
   net::any_io_executor executor_;
   net::ssl::context* tls_;

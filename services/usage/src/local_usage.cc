@@ -32,6 +32,8 @@ namespace fs = std::filesystem;
 namespace json = boost::json;
 
 constexpr size_t kBatch = 500;
+// How long the writer waits for more records before a transaction (see Run).
+constexpr auto kLinger = std::chrono::milliseconds(5);
 constexpr size_t kMaxQueued = 1'000'000;
 constexpr int64_t kMaxImportBytes = 100 << 20;
 constexpr int kBlockingWorkers = 4;
@@ -585,6 +587,12 @@ class LocalUsage final : public Usage {
       if (stop_ && queue_.empty()) {
         drained_.notify_all();
         return;
+      }
+      // A short linger gathers a burst into one transaction: under load a commit then
+      // carries tens of records instead of one.
+      if (!stop_ && !queue_.empty() && queue_.size() < kBatch && tasks_.empty() && !backlog) {
+        cv_.wait_for(lock, kLinger,
+                     [&] { return stop_ || queue_.size() >= kBatch || !tasks_.empty(); });
       }
       if (!queue_.empty()) {
         const size_t n = std::min(kBatch, queue_.size());
