@@ -189,20 +189,20 @@ int UpstreamExchange::status() const { return conn_->parser->get().result_int();
 
 const http::fields& UpstreamExchange::headers() const { return conn_->parser->get().base(); }
 
-net::awaitable<absl::StatusOr<bool>> UpstreamExchange::ReadSome(std::string& out) {
+net::awaitable<absl::StatusOr<bool>> UpstreamExchange::ReadSome(std::string& out, size_t chunk) {
   if (done_) co_return false;
   auto& parser = *conn_->parser;
   const size_t old = out.size();
-  out.resize(old + kReadChunk);
+  out.resize(old + chunk);
   auto& body = parser.get().body();
   body.data = out.data() + old;
-  body.size = kReadChunk;
+  body.size = chunk;
   beast::error_code ec;
   conn_->lowest().expires_after(pool_->timeouts_.read);
   std::tie(ec, std::ignore) = co_await conn_->Visit([&](auto& s) {
     return http::async_read_some(s, conn_->buffer, parser, kAwait);
   });
-  out.resize(old + kReadChunk - body.size);
+  out.resize(old + chunk - body.size);
   if (ec == http::error::need_buffer) ec = {};
   if (ec) {
     failed_ = true;
@@ -216,7 +216,7 @@ net::awaitable<absl::StatusOr<bool>> UpstreamExchange::ReadSome(std::string& out
 
 net::awaitable<absl::Status> UpstreamExchange::ReadAll(std::string& out, size_t limit) {
   while (true) {
-    auto more = co_await ReadSome(out);
+    auto more = co_await ReadSome(out, kReadChunk);
     if (!more.ok()) co_return more.status();
     if (out.size() > limit) {
       failed_ = true;

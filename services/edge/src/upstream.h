@@ -67,8 +67,10 @@ class UpstreamExchange {
   int status() const;
   const http::fields& headers() const;
 
-  // Appends the next body bytes to `out`. Returns false once the body is complete.
-  net::awaitable<absl::StatusOr<bool>> ReadSome(std::string& out);
+  // Appends the next body bytes (at most `chunk`) to `out`. Returns false once the body is
+  // complete. A stream waits with `chunk` bytes reserved, so the default is small: SSE
+  // events are, and thousands of open streams should not each hold a large buffer.
+  net::awaitable<absl::StatusOr<bool>> ReadSome(std::string& out, size_t chunk = 4096);
 
   // Reads the rest of the body into `out`, failing past `limit` bytes.
   net::awaitable<absl::Status> ReadAll(std::string& out, size_t limit);
