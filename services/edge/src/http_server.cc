@@ -53,6 +53,8 @@ constexpr int kMaxAttempts = 10;
 constexpr std::chrono::seconds kCatalogPollInterval{2};
 // Credentials without an expiry are cached this long (a rotated API key reaches the edge).
 constexpr std::chrono::seconds kCredentialCacheTtl{30};
+// How long a key found without budget skips the reservation call (distributed edge).
+constexpr std::chrono::seconds kUnbudgetedTtl{5};
 
 // Note for every coroutine here: g++ 12 destroys twice a temporary made by a conditional
 // expression (a ? std::string : "...") inside a co_await statement. Build such values in a
@@ -276,6 +278,7 @@ struct EdgeServer::Impl {
   int bound_port = 0;
   TtlCache<accounts::v1::ClientKey> key_cache;
   TtlCache<accounts::v1::Credential> credential_cache;
+  TtlCache<bool> unbudgeted;  // client key + team without budget (see Proxy)
   std::mutex endpoints_mu;
   std::unordered_map<std::string, UpstreamEndpoint> endpoints;
 
@@ -1157,9 +1160,17 @@ net::awaitable<bool> EdgeServer::Impl::Proxy(Exchange& x, ChatRequestInfo& info)
     reserve_req.set_rpm_limit(x.key->rpm_limit());
     reserve_req.set_tpm_limit(x.key->tpm_limit());
   }
-  auto reservation = StartCall<usage::v1::Reservation>(
-      x.stream.get_executor(),
-      [&](auto cb) { services.usage->Reserve(reserve_req, std::move(cb)); });
+  // A key with no budget and no limits is remembered for a few seconds (distributed mode),
+  // so that its requests skip the reservation call: a budget set through the admin API then
+  // applies within kUnbudgetedTtl.
+  const bool limited = x.key && (x.key->rpm_limit() > 0 || x.key->tpm_limit() > 0);
+  const std::string budget_key = absl::StrCat(log.client_key_id, "\x1f", log.team);
+  std::shared_ptr<Pending<usage::v1::Reservation>> reservation;
+  if (services.in_process || limited || !unbudgeted.Get(budget_key)) {
+    reservation = StartCall<usage::v1::Reservation>(
+        x.stream.get_executor(),
+        [&](auto cb) { services.usage->Reserve(reserve_req, std::move(cb)); });
+  }
 
   // When every candidate is cooling down the router may ask us to wait for the earliest and
   // plan again (wait-for-cooldown), a bounded number of times.
@@ -1178,9 +1189,18 @@ net::awaitable<bool> EdgeServer::Impl::Proxy(Exchange& x, ChatRequestInfo& info)
     if (wec) break;
   }
   // The reservation ran alongside; from here on, the request's end settles it.
-  auto reserved = co_await AwaitPending(reservation);
+  absl::StatusOr<usage::v1::Reservation> reserved = usage::v1::Reservation();
+  if (reservation) {
+    reserved = co_await AwaitPending(reservation);
+  } else {
+    reserved->set_allowed(true);
+  }
   if (reserved.ok()) {
     x.reservation_id = reserved->id();
+    if (reservation && !services.in_process && !limited && reserved->allowed() &&
+        reserved->id().empty() && reserved->remaining_usd() < 0) {
+      unbudgeted.Put(budget_key, true, kUnbudgetedTtl);
+    }
   } else {
     // Budgets fail open when the usage service cannot answer; the record still counts.
     LogWarn("budget reservation failed",
