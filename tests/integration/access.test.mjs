@@ -14,11 +14,10 @@
 // OMNI_IT_MODES=allinone,distributed picks the modes (default both).
 
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import {
   assertClientError, markFailed, missingBinaries, request, sleep, startGateway, startMock,
-  startPostgres, startRedis, TEST_SECRETS, waitFor,
+  startPostgres, startRedis, TEST_SECRETS, waitFor, rawRequest,
 } from './lib/index.mjs';
 
 const MODES = (process.env.OMNI_IT_MODES || 'allinone,distributed').split(',').map((s) => s.trim()).filter(Boolean);
@@ -43,32 +42,7 @@ function gatewayConfig(mockUrl) {
 }
 
 // A request through node:http from a chosen loopback source address.
-function requestFrom(url, { localAddress = '127.0.0.1', method = 'GET', headers = {}, body } = {}) {
-  const data = body === undefined ? '' : typeof body === 'string' ? body : JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, {
-      method, localAddress, agent: false, timeout: 15000,
-      headers: { 'content-length': Buffer.byteLength(data), ...headers },
-    }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json;
-        try {
-          json = JSON.parse(text);
-        } catch {
-          json = undefined;
-        }
-        resolve({ status: res.statusCode, headers: res.headers, text, json });
-      });
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error('request timed out')));
-    req.on('error', reject);
-    req.end(data);
-  });
-}
+const requestFrom = (url, { method = 'GET', body = '', ...rest } = {}) => rawRequest(url, { method, body, ...rest });
 
 const chat = (baseUrl, key, model = `${NODE}/gpt-4o-mini`) => request(`${baseUrl}/v1/chat/completions`, {
   method: 'POST',

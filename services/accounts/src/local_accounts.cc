@@ -326,9 +326,19 @@ absl::StatusOr<std::shared_ptr<Snapshot>> LocalAccounts::Build(int64_t version) 
     e.origin = Origin::kFile;
     e.provider = c.provider;
     const ProviderSpec* p = snap->registry->Find(c.provider);
-    e.oauth = p && p->oauth;
     e.api_key = c.api_key;
-    e.credential = ApiKeyCredential(p, c.api_key);
+    if (p && p->oauth) {
+      // A subscription provider declared with a token in the file: a static access token,
+      // shaped like the provider's OAuth requests (it is not refreshed).
+      OAuthTokens token;
+      token.access_token = c.api_key;
+      for (auto& [name, value] : OAuthClient::UpstreamHeaders(p->id, token)) {
+        AddHeader(e.credential, name, value);
+      }
+      e.credential.set_base_url(OAuthClient::UpstreamBaseUrl(p->id, token));
+    } else {
+      e.credential = ApiKeyCredential(p, c.api_key);
+    }
     e.credential.set_proxy(c.proxy);
     e.doc = json::object{{"id", c.id},
                          {"provider", c.provider},

@@ -550,5 +550,16 @@ TEST(LocalAccountsTest, TokensAreRefreshedBeforeTheyExpireWithoutARequest) {
       << text;
 }
 
+TEST(LocalAccountsTest, FileConnectionOfASubscriptionProviderIsAStaticToken) {
+  Harness h(R"(
+connections: [ { provider: claude-code, name: token, api_key: sk-ant-oat-static } ]
+)");
+  auto cred = h.Credential("claude-code:token");
+  ASSERT_TRUE(cred.ok()) << cred.status();
+  auto headers = Headers(*cred);
+  EXPECT_EQ(headers["authorization"], "Bearer sk-ant-oat-static");
+  EXPECT_TRUE(absl::StrContains(headers["anthropic-beta"], "oauth")) << headers["anthropic-beta"];
+}
+
 }  // namespace
 }  // namespace omniroute::accounts

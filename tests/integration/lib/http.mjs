@@ -24,9 +24,12 @@ export async function request(url, { method = 'GET', headers = {}, body, timeout
 
 // A raw request through node:http (for bodies fetch would refuse or when the server may
 // answer before reading everything). Resolves {status, headers, text, json} or rejects.
-export function rawRequest(url, { method = 'POST', headers = {}, body = '', timeoutMs = 15000 } = {}) {
+// `body` may be an object (sent as JSON); `localAddress` picks the loopback source address
+// (127.0.0.x), e.g. to test per-client-IP rules.
+export function rawRequest(url, { method = 'POST', headers = {}, body = '', timeoutMs = 15000, localAddress } = {}) {
+  const data = typeof body === 'string' ? body : JSON.stringify(body);
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, headers: { 'content-length': Buffer.byteLength(body), ...headers },
+    const req = http.request(url, { method, localAddress, headers: { 'content-length': Buffer.byteLength(data), ...headers },
       timeout: timeoutMs, agent: false }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
@@ -44,7 +47,7 @@ export function rawRequest(url, { method = 'POST', headers = {}, body = '', time
     });
     req.on('timeout', () => req.destroy(new Error('request timed out')));
     req.on('error', reject);
-    req.end(body);
+    req.end(data);
   });
 }
 
