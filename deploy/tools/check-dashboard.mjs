@@ -76,6 +76,10 @@ for (const [rel, where] of sources) {
     if (reg >= 0) for (const l of labelPairs(stmt.slice(reg))) f.labels.add(l);
     const v = /(\w+)\s*=\s*&?\s*$/.exec(src.slice(Math.max(0, m.index - 120), m.index))?.[1];
     if (!v) continue;
+    // the edge's cached children: Child(VAR, {{"label", v}, ...}, ...)
+    for (const a of src.matchAll(new RegExp(`\\bChild\\(\\s*${v}\\s*,`, "g"))) {
+      for (const l of labelPairs(src.slice(a.index + a[0].length, statementEnd(src, a.index)))) f.labels.add(l);
+    }
     for (const a of src.matchAll(new RegExp(`\\b${v}\\s*(?:->|\\.)\\s*Add\\(`, "g"))) {
       const args = src.slice(a.index + a[0].length, statementEnd(src, a.index));
       for (const l of labelPairs(args)) f.labels.add(l);
