@@ -30,7 +30,6 @@
 #include <arpa/inet.h>
 
 #include <boost/json.hpp>
-#include <set>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -47,11 +46,6 @@ namespace omniroute::accounts {
 namespace json = boost::json;
 
 namespace {
-
-struct HttpAnswer {
-  int status;
-  json::value body;
-};
 
 v1::AdminResponse Respond(int status, const json::value& body) {
   v1::AdminResponse r;
@@ -742,8 +736,6 @@ v1::AdminResponse LocalAccounts::AdminNow(const v1::AdminRequest& req) {
     if (action == "test" && method == "POST") {
       // The provider's model list with the connection's credential: proves the key and the
       // route (proxy included) without spending tokens.
-      v1::GetCredentialRequest creq;
-      creq.set_connection_id(id);
       absl::StatusOr<v1::Credential> cred = entry.credential;
       if (entry.oauth) {
         std::optional<OAuthState> st;
