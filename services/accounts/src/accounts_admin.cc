@@ -76,41 +76,6 @@ v1::AdminResponse FailStatus(const absl::Status& s) {
   return Fail(HttpStatusFromStatus(s), SV(s.message()));
 }
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-std::string UrlDecode(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && HexValue(s[i + 1]) >= 0 && HexValue(s[i + 2]) >= 0) {
-      out.push_back(static_cast<char>(HexValue(s[i + 1]) * 16 + HexValue(s[i + 2])));
-      i += 2;
-    } else if (s[i] == '+') {
-      out.push_back(' ');
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
-
-std::map<std::string, std::string> ParseQuery(std::string_view q) {
-  std::map<std::string, std::string> out;
-  for (absl::string_view part : absl::StrSplit(AV(q), '&', absl::SkipEmpty())) {
-    const size_t eq = part.find('=');
-    if (eq == absl::string_view::npos) {
-      out[UrlDecode(SV(part))] = "";
-    } else {
-      out[UrlDecode(SV(part.substr(0, eq)))] = UrlDecode(SV(part.substr(eq + 1)));
-    }
-  }
-  return out;
-}
-
 bool ValidName(std::string_view s, size_t max = 64) {
   if (s.empty() || s.size() > max) return false;
   for (char c : s) {
@@ -209,11 +174,11 @@ v1::AdminResponse LocalAccounts::AdminNow(const v1::AdminRequest& req) {
   // /api/<area>/<id>/<action>
   std::vector<std::string> seg;
   for (absl::string_view s : absl::StrSplit(AV(req.path()), '/', absl::SkipEmpty())) {
-    seg.push_back(UrlDecode(SV(s)));
+    seg.push_back(PercentDecode(SV(s), /*plus_is_space=*/false));
   }
   const std::string& method = req.method();
   const std::string area = Segment(seg, 1);
-  const std::map<std::string, std::string> query = ParseQuery(req.query());
+  const std::map<std::string, std::string> query = ParseQueryString(req.query());
   const bool is_admin = !req.actor().empty();
   if (seg.empty() || seg[0] != "api") return Fail(404, "not found");
 

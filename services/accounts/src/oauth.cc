@@ -155,46 +155,6 @@ std::string EncodeParams(const Params& params) {
   return out;
 }
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-std::string PercentDecode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
-      out.push_back(' ');
-    } else if (s[i] == '%' && i + 2 < s.size() && HexValue(s[i + 1]) >= 0 &&
-               HexValue(s[i + 2]) >= 0) {
-      out.push_back(static_cast<char>(HexValue(s[i + 1]) * 16 + HexValue(s[i + 2])));
-      i += 2;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
-
-// "a=1&b=2" → {a: 1, b: 2}; the first occurrence of a name wins.
-std::map<std::string, std::string> ParseParams(std::string_view s) {
-  std::map<std::string, std::string> out;
-  while (!s.empty()) {
-    size_t amp = s.find('&');
-    std::string_view pair = s.substr(0, amp);
-    s = amp == std::string_view::npos ? "" : s.substr(amp + 1);
-    if (pair.empty()) continue;
-    size_t eq = pair.find('=');
-    std::string name = PercentDecode(pair.substr(0, eq));
-    std::string value = eq == std::string_view::npos ? "" : PercentDecode(pair.substr(eq + 1));
-    out.emplace(std::move(name), std::move(value));
-  }
-  return out;
-}
-
 // ---- JSON ----
 
 std::optional<json::object> ParseObject(std::string_view text) {
@@ -351,8 +311,8 @@ Callback ParseCallback(std::string_view input) {
     size_t q = s.find('?');
     std::string_view rest = q == std::string_view::npos ? s : s.substr(q + 1);
     size_t hash = rest.find('#');
-    auto params = ParseParams(rest.substr(0, hash));
-    if (hash != std::string_view::npos) params.merge(ParseParams(rest.substr(hash + 1)));
+    auto params = ParseQueryString(rest.substr(0, hash));
+    if (hash != std::string_view::npos) params.merge(ParseQueryString(rest.substr(hash + 1)));
     cb.code = params["code"];
     cb.state = params["state"];
     cb.error = params["error"];

@@ -52,36 +52,12 @@ v1::AdminResponse StatusResponse(const absl::Status& s) {
   return ErrorResponse(status, SV(s.message()));
 }
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-std::string PercentDecode(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      const int hi = HexValue(s[i + 1]);
-      const int lo = HexValue(s[i + 2]);
-      if (hi >= 0 && lo >= 0) {
-        out += static_cast<char>(hi * 16 + lo);
-        i += 2;
-        continue;
-      }
-    }
-    out += s[i];
-  }
-  return out;
-}
-
 // "/api/combos/a%2Fb" → {"combos", "a/b"}.
 std::vector<std::string> Segments(std::string_view path) {
   std::vector<std::string> out;
   if (absl::StartsWith(AV(path), "/api/")) path.remove_prefix(5);
   for (absl::string_view part : absl::StrSplit(AV(path), '/', absl::SkipEmpty())) {
-    out.push_back(PercentDecode(SV(part)));
+    out.push_back(PercentDecode(SV(part), /*plus_is_space=*/false));
   }
   return out;
 }

@@ -60,42 +60,7 @@ AdminResponse FromStatus(const absl::Status& s) {
 
 void Reply(const Done& done, AdminResponse r) { (*done)(std::move(r)); }
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-std::string PercentDecode(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      const int hi = HexValue(s[i + 1]);
-      const int lo = HexValue(s[i + 2]);
-      if (hi >= 0 && lo >= 0) {
-        out.push_back(static_cast<char>(hi * 16 + lo));
-        i += 2;
-        continue;
-      }
-    }
-    out.push_back(s[i] == '+' ? ' ' : s[i]);
-  }
-  return out;
-}
-
 using Params = std::map<std::string, std::string>;
-
-Params ParseQuery(const std::string& query) {
-  Params out;
-  for (absl::string_view part : absl::StrSplit(query, '&', absl::SkipEmpty())) {
-    const size_t eq = part.find('=');
-    std::string key = PercentDecode(SV(part.substr(0, eq)));
-    std::string value = eq == absl::string_view::npos ? "" : PercentDecode(SV(part.substr(eq + 1)));
-    out.emplace(std::move(key), std::move(value));
-  }
-  return out;
-}
 
 std::string Get(const Params& p, std::initializer_list<const char*> names) {
   for (const char* n : names) {
@@ -716,7 +681,7 @@ void HandleUsageAdmin(UsagePtr usage, const AdminRequest& request, Callback<Admi
   auto done = std::make_shared<Callback<AdminResponse>>(std::move(cb));
   const std::string& m = request.method;
   const std::string& path = request.path;
-  const Params params = ParseQuery(request.query);
+  const Params params = ParseQueryString(request.query);
   const bool get = m == "GET" || m == "HEAD";
   auto method_not_allowed = [&] {
     Reply(done, Error(405, absl::StrCat("method ", m, " not allowed on ", path)));
