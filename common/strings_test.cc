@@ -1,5 +1,7 @@
 #include "common/strings.h"
 
+#include "common/log.h"
+
 #include <gtest/gtest.h>
 
 namespace omniroute {
@@ -21,6 +23,20 @@ TEST(StringsTest, ParseQueryString) {
   EXPECT_EQ(q["flag"], "");
   EXPECT_EQ(q["c"], "");
   EXPECT_TRUE(ParseQueryString("").empty());
+}
+
+TEST(StringsTest, AppendJsonEscaped) {
+  std::string out = "x";
+  AppendJsonEscaped(out, "plain text, \"quoted\" \\ back\nline\r\t\x01\x1f\x7f é");
+  EXPECT_EQ(out, "xplain text, \\\"quoted\\\" \\\\ back\\nline\\r\\t\\u0001\\u001f\x7f é");
+  out.clear();
+  AppendJsonEscaped(out, std::string_view("a\0b", 3));
+  EXPECT_EQ(out, "a\\u0000b");
+  out.clear();
+  AppendJsonEscaped(out, "");
+  EXPECT_EQ(out, "");
+  AppendJsonEscaped(out, "\"");
+  EXPECT_EQ(out, "\\\"");
 }
 
 }  // namespace

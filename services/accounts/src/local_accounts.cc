@@ -469,9 +469,22 @@ absl::StatusOr<std::shared_ptr<Snapshot>> LocalAccounts::Build(int64_t version) 
 
 // ---- The request path ----
 
+namespace {
+
+// The SHA-256 of the keys seen lately on this thread: hashing the key of every request
+// costs more than the rest of its look-up. Bounded: cleared when full.
+const std::string& ClientKeyHash(const std::string& key) {
+  thread_local std::unordered_map<std::string, std::string> hashes;
+  if (auto it = hashes.find(key); it != hashes.end()) return it->second;
+  if (hashes.size() >= 1024) hashes.clear();
+  return hashes.emplace(key, Sha256Hex(key)).first->second;
+}
+
+}  // namespace
+
 void LocalAccounts::ResolveClientKey(const std::string& key, Callback<v1::ClientKey> done) {
   auto snap = snapshot();
-  auto it = snap->keys_by_hash.find(Sha256Hex(key));
+  auto it = snap->keys_by_hash.find(ClientKeyHash(key));
   if (it == snap->keys_by_hash.end() || !it->second.enabled) {
     done(absl::NotFoundError("Incorrect API key provided"));
     return;

@@ -224,8 +224,12 @@ int64_t MaxOutputTokens(const ChatRequestInfo& info) {
 }
 
 bool ExtractUsage(Format format, std::string_view text, TokenUsage* usage) {
+  // The tree lives in a stack buffer (a heap block only past it), freed at once: the
+  // answer is parsed on every request only to read a handful of numbers.
+  unsigned char scratch[4096];
+  json::monotonic_resource arena(scratch, sizeof scratch);
   json::error_code ec;
-  json::value v = json::parse(text, ec);
+  json::value v = json::parse(text, ec, &arena);
   if (ec) return false;
   const json::object* root = v.if_object();
   if (!root) return true;

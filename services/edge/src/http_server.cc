@@ -1,5 +1,6 @@
 #include <signal.h>
 
+#include <array>
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -16,6 +17,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 #include <chrono>
+#include <cstdio>
 #include <future>
 #include <mutex>
 #include <optional>
@@ -357,8 +359,32 @@ net::awaitable<bool> Reply(beast::tcp_stream& stream, const Request& req, Reques
   res.body() = std::move(body);
   res.prepare_payload();
   log.status = status;
-  auto [ec, n] = co_await http::async_write(stream, res, kAwait);
+  const std::string head = HeaderBytes(res.base());
+  auto [ec, n] = co_await net::async_write(stream, WholeMessage(head, res.body()), kAwait);
   co_return !ec;
+}
+
+// Sends `data` as one chunk of a chunked body (nothing when empty), after `head` (the
+// response header, until it went out: cleared then) and followed by the last chunk when
+// `last`, in one write. Returns false when the client is gone.
+net::awaitable<bool> WriteChunk(beast::tcp_stream& stream, std::string& head,
+                                std::string_view data, bool last) {
+  static constexpr std::string_view kCrlf = "\r\n";
+  static constexpr std::string_view kLastChunk = "0\r\n\r\n";
+  char size_line[24];
+  const int size_len =
+      data.empty() ? 0 : std::snprintf(size_line, sizeof size_line, "%zx\r\n", data.size());
+  const std::array<net::const_buffer, 5> buffers{
+      net::buffer(head),
+      net::buffer(size_line, static_cast<size_t>(size_len)),
+      net::buffer(data.data(), data.size()),
+      net::buffer(kCrlf.data(), data.empty() ? 0 : kCrlf.size()),
+      net::buffer(kLastChunk.data(), last ? kLastChunk.size() : 0),
+  };
+  auto [ec, n] = co_await net::async_write(stream, buffers, kAwait);
+  if (ec) co_return false;
+  head.clear();
+  co_return true;
 }
 
 net::awaitable<bool> ReplyError(beast::tcp_stream& stream, const Request& req, RequestLog& log,
@@ -1046,7 +1072,8 @@ net::awaitable<bool> EdgeServer::Impl::AccountsAdmin(Exchange& x, const std::str
   res.body() = std::move(*answer->mutable_body());
   res.prepare_payload();
   x.log.status = status;
-  auto [ec, n] = co_await http::async_write(x.stream, res, kAwait);
+  const std::string head = HeaderBytes(res.base());
+  auto [ec, n] = co_await net::async_write(x.stream, WholeMessage(head, res.body()), kAwait);
   co_return !ec;
 }
 
@@ -1081,7 +1108,8 @@ net::awaitable<bool> EdgeServer::Impl::UsageAdmin(Exchange& x, const std::string
   res.body() = std::move(answer->body);
   res.prepare_payload();
   x.log.status = answer->status;
-  auto [ec, n] = co_await http::async_write(x.stream, res, kAwait);
+  const std::string head = HeaderBytes(res.base());
+  auto [ec, n] = co_await net::async_write(x.stream, WholeMessage(head, res.body()), kAwait);
   co_return !ec;
 }
 
@@ -1241,7 +1269,8 @@ net::awaitable<bool> EdgeServer::Impl::Proxy(Exchange& x, ChatRequestInfo& info)
     res.keep_alive(x.req.keep_alive());
     res.body() = std::move(err.body);
     res.prepare_payload();
-    auto [wec, wn] = co_await http::async_write(x.stream, res, kAwait);
+    const std::string head = HeaderBytes(res.base());
+    auto [wec, wn] = co_await net::async_write(x.stream, WholeMessage(head, res.body()), kAwait);
     co_return !wec;
   }
 
@@ -1581,15 +1610,9 @@ net::awaitable<AttemptResult> EdgeServer::Impl::RelayStream(
   if (!log.session_id.empty()) res.set("x-omniroute-session-id", log.session_id);
   res.keep_alive(x.req.keep_alive());
   res.chunked(true);
-  http::response_serializer<http::empty_body> sr{res};
+  std::string head = HeaderBytes(res.base());  // goes out with the first chunk
   log.status = 200;
-  auto [hec, hn] = co_await http::async_write_header(x.stream, sr, kAwait);
-  if (hec) {
-    log.status = 499;
-    result.alive = false;
-    report(ex.status(), false);
-    co_return result;
-  }
+  bool ended = false;  // the last chunk went out
   SseParser sse_parser;
   SseParser legacy_parser;  // the client's chat events, rewritten as text completions
   std::string legacy;
@@ -1621,15 +1644,15 @@ net::awaitable<AttemptResult> EdgeServer::Impl::RelayStream(
       });
       chunk = legacy;
     }
-    if (!chunk.empty()) {
-      auto [wec, wn] =
-          co_await net::async_write(x.stream, http::make_chunk(net::buffer(chunk)), kAwait);
-      if (wec) {
+    if (!chunk.empty() || !more) {
+      const bool last = !more;
+      if (!co_await WriteChunk(x.stream, head, chunk, last)) {
         report(ex.status(), false);
         log.status = 499;
         result.alive = false;
         co_return result;
       }
+      ended = last;
     }
     if (!more) break;
     piece.clear();
@@ -1648,15 +1671,10 @@ net::awaitable<AttemptResult> EdgeServer::Impl::RelayStream(
     const std::string event = StreamErrorEvent(
         x.format, 502, absl::StrCat("Upstream stream interrupted: ", stream_error.message()),
         "stream_interrupted");
-    auto [wec, wn] =
-        co_await net::async_write(x.stream, http::make_chunk(net::buffer(event)), kAwait);
-    if (wec) {
-      result.alive = false;
-      co_return result;
-    }
+    result.alive = co_await WriteChunk(x.stream, head, event, /*last=*/true);
+    co_return result;
   }
-  auto [lec, ln] = co_await net::async_write(x.stream, http::make_chunk_last(), kAwait);
-  result.alive = !lec;
+  if (!ended) result.alive = co_await WriteChunk(x.stream, head, std::string_view(), /*last=*/true);
   co_return result;
 }
 

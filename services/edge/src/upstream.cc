@@ -3,6 +3,7 @@
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include <boost/asio/as_tuple.hpp>
@@ -173,6 +174,61 @@ absl::Status ApplyProxy(UpstreamEndpoint& ep, std::string_view url) {
   return absl::OkStatus();
 }
 
+namespace {
+
+void AppendFields(std::string& out, const http::fields& fields) {
+  for (const auto& f : fields) {
+    const auto name = f.name_string();
+    const auto value = f.value();
+    out.append(name.data(), name.size());
+    out += ": ";
+    out.append(value.data(), value.size());
+    out += "\r\n";
+  }
+  out += "\r\n";
+}
+
+void AppendVersion(std::string& out, unsigned version) {
+  out += "HTTP/";
+  out += static_cast<char>('0' + version / 10);
+  out += '.';
+  out += static_cast<char>('0' + version % 10);
+}
+
+}  // namespace
+
+std::string HeaderBytes(const http::request_header<>& header) {
+  std::string out;
+  out.reserve(512);
+  const auto method = header.method_string();
+  const auto target = header.target();
+  out.append(method.data(), method.size());
+  out += ' ';
+  out.append(target.data(), target.size());
+  out += ' ';
+  AppendVersion(out, header.version());
+  out += "\r\n";
+  AppendFields(out, header);
+  return out;
+}
+
+std::string HeaderBytes(const http::response_header<>& header) {
+  std::string out;
+  out.reserve(256);
+  AppendVersion(out, header.version());
+  out += ' ';
+  const unsigned status = header.result_int();
+  out += static_cast<char>('0' + status / 100 % 10);
+  out += static_cast<char>('0' + status / 10 % 10);
+  out += static_cast<char>('0' + status % 10);
+  out += ' ';
+  const auto reason = header.reason();
+  out.append(reason.data(), reason.size());
+  out += "\r\n";
+  AppendFields(out, header);
+  return out;
+}
+
 UpstreamExchange::UpstreamExchange(UpstreamPool* pool, std::unique_ptr<UpstreamConnection> conn)
     : pool_(pool), conn_(std::move(conn)) {
   done_ = conn_->parser->is_done();
@@ -216,7 +272,15 @@ net::awaitable<absl::StatusOr<bool>> UpstreamExchange::ReadSome(std::string& out
 
 net::awaitable<absl::Status> UpstreamExchange::ReadAll(std::string& out, size_t limit) {
   while (true) {
-    auto more = co_await ReadSome(out, kReadChunk);
+    // A body of known length is read into exactly its size: the string is zero-filled up
+    // to the size asked for, which for a 16 KiB chunk costs more than a small answer.
+    size_t chunk = kReadChunk;
+    if (!done_) {
+      if (auto remaining = conn_->parser->content_length_remaining()) {
+        chunk = static_cast<size_t>(std::clamp<uint64_t>(*remaining, 1, kReadChunk));
+      }
+    }
+    auto more = co_await ReadSome(out, chunk);
     if (!more.ok()) co_return more.status();
     if (out.size() > limit) {
       failed_ = true;
@@ -371,6 +435,7 @@ net::awaitable<absl::StatusOr<std::unique_ptr<UpstreamExchange>>> UpstreamPool::
   } else {
     request.erase(http::field::proxy_authorization);
   }
+  const std::string head = HeaderBytes(request.base());
   for (int attempt = 0; attempt < 2; ++attempt) {
     // The retry after a reused connection failed always takes a fresh one.
     std::unique_ptr<UpstreamConnection> conn = attempt == 0 ? TakeIdle(ep.key) : nullptr;
@@ -382,7 +447,7 @@ net::awaitable<absl::StatusOr<std::unique_ptr<UpstreamExchange>>> UpstreamPool::
     }
     conn->lowest().expires_after(timeouts_.read);
     auto [wec, wn] = co_await conn->Visit(
-        [&](auto& s) { return http::async_write(s, request, kAwait); });
+        [&](auto& s) { return net::async_write(s, WholeMessage(head, request.body()), kAwait); });
     if (wec) {
       if (reused) continue;
       co_return absl::UnavailableError(absl::StrCat("upstream write failed: ", wec.message()));

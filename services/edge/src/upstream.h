@@ -4,11 +4,13 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/buffer.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/fields.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <array>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -42,6 +44,17 @@ struct UpstreamEndpoint {
 };
 
 absl::StatusOr<UpstreamEndpoint> ParseBaseUrl(std::string_view url);
+
+// The start line and header fields of a message as sent on the wire, ending in the blank
+// line. With the body, one gathered write sends a whole message: Beast's serializer walks
+// a long buffer sequence on every write, which costs more than the small messages here.
+std::string HeaderBytes(const http::request_header<>& header);
+std::string HeaderBytes(const http::response_header<>& header);
+
+inline std::array<net::const_buffer, 2> WholeMessage(const std::string& head,
+                                                     const std::string& body) {
+  return {net::buffer(head), net::buffer(body)};
+}
 
 // Routes `endpoint` through the HTTP proxy `proxy_url` ("http://[user:password@]host[:port]",
 // port 80 by default; user and password percent-decoded). An empty URL leaves it direct.
