@@ -223,24 +223,118 @@ int64_t MaxOutputTokens(const ChatRequestInfo& info) {
   return 0;
 }
 
+namespace {
+
+size_t SkipSpace(std::string_view text, size_t i) {
+  while (i < text.size() &&
+         (text[i] == ' ' || text[i] == '\n' || text[i] == '\r' || text[i] == '\t')) {
+    ++i;
+  }
+  return i;
+}
+
+// The end (one past the closing quote) of the JSON string whose opening quote is at `i`;
+// npos when it is not terminated. `escaped` tells whether it holds a backslash.
+size_t StringEnd(std::string_view text, size_t i, bool* escaped) {
+  for (++i; i < text.size(); ++i) {
+    if (text[i] == '\\') {
+      *escaped = true;
+      ++i;
+    } else if (text[i] == '"') {
+      return i + 1;
+    }
+  }
+  return std::string_view::npos;
+}
+
+// The usage object of a provider answer, as text: the value of the member `key` of the
+// top-level object, or else of the object in the top-level member `parent` (when given).
+// A scan that follows only strings and nesting — much cheaper than parsing the answer,
+// which is read on every request for these few numbers. `ok` turns false when the text is
+// not balanced JSON.
+std::string_view FindUsageObject(std::string_view text, std::string_view key,
+                                 std::string_view parent, bool* ok) {
+  std::string_view found;
+  int found_depth = 3;
+  int depth = 0;
+  std::string_view member;  // the last member name seen at depth 1
+  size_t i = 0;
+  while (i < text.size()) {
+    const char c = text[i];
+    if (c == '"') {
+      bool escaped = false;
+      const size_t end = StringEnd(text, i, &escaped);
+      if (end == std::string_view::npos) {
+        *ok = false;
+        return {};
+      }
+      const std::string_view name = text.substr(i + 1, end - i - 2);
+      i = end;
+      if (escaped || depth < 1 || depth > 2) continue;
+      size_t j = SkipSpace(text, i);
+      if (j >= text.size() || text[j] != ':') continue;  // a value, not a member name
+      if (depth == 1) member = name;
+      if (name != key || depth >= found_depth) continue;
+      if (depth == 2 && (parent.empty() || member != parent)) continue;
+      j = SkipSpace(text, j + 1);
+      if (j >= text.size() || text[j] != '{') continue;
+      found = text.substr(j);  // cut to the object's end below
+      found_depth = depth;
+      continue;
+    }
+    if (c == '{' || c == '[') {
+      ++depth;
+    } else if (c == '}' || c == ']') {
+      if (--depth < 0) break;
+    }
+    ++i;
+  }
+  *ok = depth == 0;
+  if (found.empty()) return {};
+  // The object's own end.
+  int inner = 0;
+  for (size_t k = 0; k < found.size(); ++k) {
+    if (found[k] == '"') {
+      bool escaped = false;
+      const size_t end = StringEnd(found, k, &escaped);
+      if (end == std::string_view::npos) break;
+      k = end - 1;
+    } else if (found[k] == '{' || found[k] == '[') {
+      ++inner;
+    } else if ((found[k] == '}' || found[k] == ']') && --inner == 0) {
+      return found.substr(0, k + 1);
+    }
+  }
+  *ok = false;
+  return {};
+}
+
+}  // namespace
+
 bool ExtractUsage(Format format, std::string_view text, TokenUsage* usage) {
-  // The tree lives in a stack buffer (a heap block only past it), freed at once: the
-  // answer is parsed on every request only to read a handful of numbers.
-  unsigned char scratch[4096];
+  std::string_view key = "usage";
+  std::string_view parent;
+  if (format == common::v1::FORMAT_ANTHROPIC) {
+    parent = "message";  // message_start carries {"message":{"usage":..}}
+  } else if (format == common::v1::FORMAT_OPENAI_RESPONSES) {
+    parent = "response";  // response.completed carries {"response":{"usage":..}}
+  } else if (format == common::v1::FORMAT_GEMINI) {
+    key = "usageMetadata";
+  }
+  bool ok = true;
+  const std::string_view found = FindUsageObject(text, key, parent, &ok);
+  if (!ok) return false;
+  if (found.empty()) return true;
+  // The small object's tree lives in a stack buffer, freed at once.
+  unsigned char scratch[2048];
   json::monotonic_resource arena(scratch, sizeof scratch);
   json::error_code ec;
-  json::value v = json::parse(text, ec, &arena);
+  json::value v = json::parse(found, ec, &arena);
   if (ec) return false;
-  const json::object* root = v.if_object();
-  if (!root) return true;
+  const json::object* u = v.if_object();
+  if (!u) return true;
   switch (format) {
     case common::v1::FORMAT_ANTHROPIC: {
-      // message_start carries {"message":{"usage":..}}; message_delta carries {"usage":..}.
-      const json::object* u = Obj(*root, "usage");
-      if (!u) {
-        if (const json::object* m = Obj(*root, "message")) u = Obj(*m, "usage");
-      }
-      if (!u) return true;
       const int64_t cache_read = Int(*u, "cache_read_input_tokens");
       const int64_t cache_write = Int(*u, "cache_creation_input_tokens");
       if (u->contains("input_tokens")) {
@@ -249,25 +343,15 @@ bool ExtractUsage(Format format, std::string_view text, TokenUsage* usage) {
         usage->cache_creation = cache_write;
       }
       if (u->contains("output_tokens")) usage->output = Int(*u, "output_tokens");
-      usage->present = true;
-      return true;
+      break;
     }
-    case common::v1::FORMAT_GEMINI: {
-      const json::object* u = Obj(*root, "usageMetadata");
-      if (!u) return true;
+    case common::v1::FORMAT_GEMINI:
       usage->input = Int(*u, "promptTokenCount");
       usage->reasoning = Int(*u, "thoughtsTokenCount");
       usage->output = Int(*u, "candidatesTokenCount") + usage->reasoning;
       usage->cached = Int(*u, "cachedContentTokenCount");
-      usage->present = true;
-      return true;
-    }
-    case common::v1::FORMAT_OPENAI_RESPONSES: {
-      const json::object* u = Obj(*root, "usage");
-      if (!u) {
-        if (const json::object* r = Obj(*root, "response")) u = Obj(*r, "usage");
-      }
-      if (!u) return true;
+      break;
+    case common::v1::FORMAT_OPENAI_RESPONSES:
       usage->input = Int(*u, "input_tokens");
       usage->output = Int(*u, "output_tokens");
       if (const json::object* d = Obj(*u, "input_tokens_details")) {
@@ -276,12 +360,8 @@ bool ExtractUsage(Format format, std::string_view text, TokenUsage* usage) {
       if (const json::object* d = Obj(*u, "output_tokens_details")) {
         usage->reasoning = Int(*d, "reasoning_tokens");
       }
-      usage->present = true;
-      return true;
-    }
-    default: {
-      const json::object* u = Obj(*root, "usage");
-      if (!u) return true;
+      break;
+    default:
       usage->input = Int(*u, "prompt_tokens");
       usage->output = Int(*u, "completion_tokens");
       if (const json::object* d = Obj(*u, "prompt_tokens_details")) {
@@ -290,10 +370,10 @@ bool ExtractUsage(Format format, std::string_view text, TokenUsage* usage) {
       if (const json::object* d = Obj(*u, "completion_tokens_details")) {
         usage->reasoning = Int(*d, "reasoning_tokens");
       }
-      usage->present = true;
-      return true;
-    }
+      break;
   }
+  usage->present = true;
+  return true;
 }
 
 std::string_view PresentedKey(std::string_view authorization, std::string_view x_api_key,

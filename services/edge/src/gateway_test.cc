@@ -116,6 +116,58 @@ TEST(GatewayTest, ExtractUsageAnthropicCountsCacheOnce) {
   EXPECT_EQ(u.output, 42);
 }
 
+TEST(GatewayTest, ExtractUsageFindsOnlyTheRealUsageObject) {
+  const auto openai = common::v1::FORMAT_OPENAI_CHAT;
+  // Text that looks like a usage member inside strings, and usage-named members deeper in
+  // the answer, are not the answer's usage.
+  TokenUsage u;
+  ASSERT_TRUE(ExtractUsage(openai,
+                           R"({"choices":[{"message":{"content":"{\"usage\": {\"prompt_tokens\": 9}}",
+                               "usage":{"prompt_tokens":8}}}],"x":{"usage":{"prompt_tokens":7}},
+                               "note":"usage", "usage" : {"prompt_tokens":3,"completion_tokens":4,
+                               "prompt_tokens_details":{"cached_tokens":1}}})",
+                           &u));
+  EXPECT_TRUE(u.present);
+  EXPECT_EQ(u.input, 3);
+  EXPECT_EQ(u.output, 4);
+  EXPECT_EQ(u.cached, 1);
+  TokenUsage none;
+  ASSERT_TRUE(ExtractUsage(openai, R"({"x":{"usage":{"prompt_tokens":7}},"usage":null})", &none));
+  EXPECT_FALSE(none.present);
+  ASSERT_TRUE(ExtractUsage(openai, R"([{"usage":{"prompt_tokens":7}}])", &none));
+  EXPECT_FALSE(none.present);
+  EXPECT_FALSE(ExtractUsage(openai, R"({"usage":{"prompt_tokens":7})", &none));
+  EXPECT_FALSE(ExtractUsage(openai, R"({"a":"unterminated})", &none));
+  EXPECT_FALSE(ExtractUsage(openai, R"({"usage":{"prompt_tokens":}})", &none));
+  EXPECT_FALSE(none.present);
+
+  // Responses: the top-level usage, or the one in "response".
+  TokenUsage r;
+  ASSERT_TRUE(ExtractUsage(common::v1::FORMAT_OPENAI_RESPONSES,
+                           R"({"type":"response.completed","response":{"id":"r","output":[
+                               {"usage":{"input_tokens":1}}],"usage":{"input_tokens":11,
+                               "output_tokens":12,"output_tokens_details":{"reasoning_tokens":2}}}})",
+                           &r));
+  EXPECT_EQ(r.input, 11);
+  EXPECT_EQ(r.output, 12);
+  EXPECT_EQ(r.reasoning, 2);
+  // Anthropic: not a "usage" under another member than "message".
+  TokenUsage a;
+  ASSERT_TRUE(ExtractUsage(common::v1::FORMAT_ANTHROPIC,
+                           R"({"type":"x","delta":{"usage":{"output_tokens":5}}})", &a));
+  EXPECT_FALSE(a.present);
+  // Gemini: usageMetadata at the top level.
+  TokenUsage g;
+  ASSERT_TRUE(ExtractUsage(common::v1::FORMAT_GEMINI,
+                           R"({"candidates":[{"content":{"parts":[{"text":"usageMetadata"}]}}],
+                               "usageMetadata":{"promptTokenCount":6,"candidatesTokenCount":2,
+                               "thoughtsTokenCount":1,"cachedContentTokenCount":4}})",
+                           &g));
+  EXPECT_EQ(g.input, 6);
+  EXPECT_EQ(g.output, 3);
+  EXPECT_EQ(g.cached, 4);
+}
+
 TEST(GatewayTest, MaxOutputTokensInEveryFormat) {
   EXPECT_EQ(MaxOutputTokens(*ParseChatRequest(R"({"model":"m","max_tokens":100})")), 100);
   EXPECT_EQ(MaxOutputTokens(*ParseChatRequest(R"({"model":"m","max_completion_tokens":7})")), 7);
