@@ -176,6 +176,15 @@ struct Exchange {
   std::string traceparent;     // W3C trace context sent upstream (the client's trace)
   bool legacy_completions = false;  // /v1/completions: chat inside, text_completion outside
   bool attempted = false;      // an upstream was called
+  ChatRequestInfo* chat = nullptr;  // the parsed body of a request for an upstream
+
+  // Once a stream's first bytes reached the client no other candidate will be tried: the
+  // request body (raw and parsed: for a coding agent, the whole conversation) is not needed
+  // for the rest of the stream.
+  void ReleaseRequestBody() {
+    std::string().swap(req.body());
+    if (chat) chat->body = nullptr;
+  }
 };
 
 // A service answer that arrives while the coroutine does something else (the budget
@@ -313,7 +322,11 @@ struct EdgeServer::Impl {
   net::awaitable<void> Session(tcp::socket socket, Worker& worker);
   net::awaitable<bool> Handle(beast::tcp_stream& stream, Worker& worker, Request& req,
                               const Peer& peer);
-  net::awaitable<bool> Route(Exchange& x, const std::string& path);
+  // Answers every request but one for an upstream; for that one it parses the body into
+  // *chat and returns without answering, so that its frame is gone while the (possibly
+  // hours-long) upstream exchange runs.
+  net::awaitable<bool> Route(Exchange& x, const std::string& path,
+                             std::optional<ChatRequestInfo>* chat);
   net::awaitable<bool> Admin(Exchange& x, const std::string& path, const std::string& actor);
   net::awaitable<bool> AccountsAdmin(Exchange& x, const std::string& path,
                                      const std::string& actor);
@@ -329,6 +342,9 @@ struct EdgeServer::Impl {
   net::awaitable<absl::StatusOr<accounts::v1::Credential>> FetchCredential(
       const std::string& connection_id, const accounts::v1::Credential* refused);
   net::awaitable<bool> Proxy(Exchange& x, ChatRequestInfo& info);
+  // The answer when a plan has no candidate (kept out of Proxy's frame, which a stream holds).
+  net::awaitable<bool> ReplyUnavailable(Exchange& x, const router::v1::RoutePlan& plan,
+                                        const std::string& model);
   net::awaitable<AttemptResult> Attempt(Exchange& x, ChatRequestInfo& info,
                                         const router::v1::Candidate& cand, bool last_candidate);
   net::awaitable<AttemptResult> RelayStream(Exchange& x, UpstreamExchange& ex,
@@ -393,6 +409,22 @@ net::awaitable<bool> ReplyError(beast::tcp_stream& stream, const Request& req, R
   HttpError err = MakeHttpError(format, status, message, code);
   log.error_code = code.empty() ? std::to_string(status) : std::string(code);
   co_return co_await Reply(stream, req, log, err.status, std::move(err.body));
+}
+
+// Answers a request that could not be read whole (in OpenAI's error shape: nothing told
+// the client's API yet) and closes. `head`: the request's header when it was read. Kept
+// out of the connection's coroutine, whose frame holds every local of its body for as long
+// as the connection lives.
+net::awaitable<void> ReplyUnreadable(beast::tcp_stream& stream,
+                                     const http::request_header<>* head, int status,
+                                     std::string message, std::string_view code = {}) {
+  Request req;
+  if (head) req = Request(*head);
+  req.keep_alive(false);
+  RequestLog log;
+  log.request_id = NewRequestId();
+  log.route = "other";
+  co_await ReplyError(stream, req, log, kOpenAi, status, message, code);
 }
 
 std::string_view Header(const Request& req, std::string_view name) {
@@ -588,20 +620,10 @@ net::awaitable<void> EdgeServer::Impl::Session(tcp::socket socket, Worker& worke
     bool too_large = ec == http::error::body_limit;
     if (ec && !too_large) {
       if (ec == http::error::header_limit) {
-        Request dummy;
-        RequestLog log;
-        log.request_id = NewRequestId();
-        log.route = "other";
-        std::string body = MakeHttpError(kOpenAi, 431, "Request headers are too large").body;
-        co_await Reply(stream, dummy, log, 431, std::move(body));
+        co_await ReplyUnreadable(stream, nullptr, 431, "Request headers are too large");
       } else if (ec != http::error::end_of_stream && ec != beast::error::timeout &&
                  ec != net::error::eof && ec != net::error::connection_reset) {
-        Request dummy;
-        RequestLog log;
-        log.request_id = NewRequestId();
-        log.route = "other";
-        std::string body = MakeHttpError(kOpenAi, 400, "Malformed HTTP request").body;
-        co_await Reply(stream, dummy, log, 400, std::move(body));
+        co_await ReplyUnreadable(stream, nullptr, 400, "Malformed HTTP request");
       }
       break;
     }
@@ -611,21 +633,19 @@ net::awaitable<void> EdgeServer::Impl::Session(tcp::socket socket, Worker& worke
         auto [wec, wn] = co_await net::async_write(stream, net::buffer(kContinue), kAwait);
         if (wec) break;
       }
-      stream.expires_after(std::chrono::seconds(300));
+      // The longer deadline for a body still on its way (moving a deadline is a system call;
+      // a small body came with its header).
+      const auto length = parser.content_length();
+      if (!length || buffer.size() < *length) stream.expires_after(std::chrono::seconds(300));
       std::tie(ec, n) = co_await http::async_read(stream, buffer, parser, kAwait);
       too_large = ec == http::error::body_limit;
       if (ec && !too_large) break;
     }
     if (too_large) {
-      Request head(parser.get().base());
-      head.keep_alive(false);
-      RequestLog log;
-        log.request_id = NewRequestId();
-        log.route = "other";
-      co_await ReplyError(stream, head, log, kOpenAi, 413,
-                          absl::StrCat("Request body exceeds the limit of ",
-                                       body_limit, " bytes"),
-                          "request_too_large");
+      co_await ReplyUnreadable(stream, &parser.get().base(), 413,
+                               absl::StrCat("Request body exceeds the limit of ", body_limit,
+                                            " bytes"),
+                               "request_too_large");
       metrics.Request("other", 413, "", 0);
       break;
     }
@@ -635,6 +655,24 @@ net::awaitable<void> EdgeServer::Impl::Session(tcp::socket socket, Worker& worke
     if (!keep || !req.keep_alive()) break;
   }
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+// A bug: answers 500 when nothing was sent yet (a blocking write: the connection closes
+// after it), and keeps serving other connections.
+void ReplyInternalError(Exchange& x, const char* what) {
+  LogError("request handler failed", {{"request_id", x.log.request_id}, {"error", what}});
+  if (x.log.status != 0) return;
+  HttpError err = MakeHttpError(x.format, 500, "Internal error", "internal_error");
+  http::response<http::string_body> res{http::status::internal_server_error, x.req.version()};
+  res.set(http::field::content_type, "application/json");
+  res.set("x-request-id", x.log.request_id);
+  res.keep_alive(false);
+  res.body() = err.body;
+  res.prepare_payload();
+  x.log.status = 500;
+  beast::error_code ec;
+  x.stream.expires_after(std::chrono::seconds(5));
+  http::write(x.stream, res, ec);
 }
 
 // Serves one request; returns false when the connection must close.
@@ -648,23 +686,14 @@ net::awaitable<bool> EdgeServer::Impl::Handle(beast::tcp_stream& stream, Worker&
   x.traceparent = ChildTraceparent(Header(req, "traceparent"));
   bool alive = true;
   try {
-    alive = co_await Route(x, x.path);
-  } catch (const std::exception& e) {
-    // A bug: answer 500 when nothing was sent yet, and keep serving other connections.
-    LogError("request handler failed", {{"request_id", x.log.request_id}, {"error", e.what()}});
-    if (x.log.status == 0) {
-      HttpError err = MakeHttpError(x.format, 500, "Internal error", "internal_error");
-      http::response<http::string_body> res{http::status::internal_server_error, req.version()};
-      res.set(http::field::content_type, "application/json");
-      res.set("x-request-id", x.log.request_id);
-      res.keep_alive(false);
-      res.body() = err.body;
-      res.prepare_payload();
-      x.log.status = 500;
-      beast::error_code ec;
-      stream.expires_after(std::chrono::seconds(5));
-      http::write(stream, res, ec);
+    std::optional<ChatRequestInfo> chat;
+    alive = co_await Route(x, x.path, &chat);
+    if (chat) {
+      x.chat = &*chat;
+      alive = co_await Proxy(x, *chat);
     }
+  } catch (const std::exception& e) {
+    ReplyInternalError(x, e.what());
     alive = false;
   }
   if (x.log.route.empty()) x.log.route = "other";
@@ -674,7 +703,8 @@ net::awaitable<bool> EdgeServer::Impl::Handle(beast::tcp_stream& stream, Worker&
   co_return alive;
 }
 
-net::awaitable<bool> EdgeServer::Impl::Route(Exchange& x, const std::string& path) {
+net::awaitable<bool> EdgeServer::Impl::Route(Exchange& x, const std::string& path,
+                                             std::optional<ChatRequestInfo>* chat) {
   Request& req = x.req;
   RequestLog& log = x.log;
   if (path == "/healthz" || path == "/livez") {
@@ -832,7 +862,8 @@ net::awaitable<bool> EdgeServer::Impl::Route(Exchange& x, const std::string& pat
                            : absl::StrCat("{\"input_tokens\":", tokens, "}");
     co_return co_await Reply(x.stream, req, log, 200, std::move(body));
   }
-  co_return co_await Proxy(x, *parsed);
+  chat->emplace(std::move(parsed).value());
+  co_return true;
 }
 
 // nullopt when the request may go on; otherwise the client was answered (value: keep-alive).
@@ -1240,39 +1271,7 @@ net::awaitable<bool> EdgeServer::Impl::Proxy(Exchange& x, ChatRequestInfo& info)
     co_return co_await ReplyError(x.stream, x.req, log, x.format, status,
                                   SV(plan.status().message()), code);
   }
-  if (plan->candidates_size() == 0) {
-    // Nothing usable: 503 with Retry-After and why (an open breaker says so in a header).
-    const int64_t secs = std::max<int64_t>(1, (plan->retry_after_ms() + 999) / 1000);
-    const bool breaker = plan->reason() == router::v1::UNAVAILABLE_BREAKER_OPEN;
-    std::string code = "all_accounts_cooling_down";
-    if (breaker) {
-      code = "provider_circuit_open";
-    } else if (plan->reason() == router::v1::UNAVAILABLE_PACING) {
-      code = "all_accounts_rate_limited";
-    }
-    std::string message = plan->message();
-    if (message.empty()) {
-      message = absl::StrCat("Every account for '", info.model, "' is cooling down; retry in ",
-                             secs, " s");
-    }
-    HttpError err = MakeHttpError(x.format, 503, message, code);
-    log.error_code = code;
-    log.status = 503;
-    metrics.Unavailable(code);
-    metrics.CandidatesTried(0);
-    http::response<http::string_body> res{http::status::service_unavailable, x.req.version()};
-    res.set(http::field::content_type, "application/json");
-    res.set("x-request-id", log.request_id);
-    if (!log.session_id.empty()) res.set("x-omniroute-session-id", log.session_id);
-    res.set(http::field::retry_after, std::to_string(secs));
-    if (breaker) res.set("x-omniroute-provider-breaker", "open");
-    res.keep_alive(x.req.keep_alive());
-    res.body() = std::move(err.body);
-    res.prepare_payload();
-    const std::string head = HeaderBytes(res.base());
-    auto [wec, wn] = co_await net::async_write(x.stream, WholeMessage(head, res.body()), kAwait);
-    co_return !wec;
-  }
+  if (plan->candidates_size() == 0) co_return co_await ReplyUnavailable(x, *plan, info.model);
 
   if (reserved.ok() && !reserved->allowed()) {
     // Over budget or over the key's rate limits: 429 in the client's format, naming the
@@ -1326,6 +1325,43 @@ net::awaitable<bool> EdgeServer::Impl::Proxy(Exchange& x, ChatRequestInfo& info)
     message = std::string(result.error.message());
   }
   co_return co_await ReplyError(x.stream, x.req, log, x.format, status, message, code);
+}
+
+// Nothing usable: 503 with Retry-After and why (an open breaker says so in a header).
+net::awaitable<bool> EdgeServer::Impl::ReplyUnavailable(Exchange& x,
+                                                        const router::v1::RoutePlan& plan,
+                                                        const std::string& model) {
+  RequestLog& log = x.log;
+  const int64_t secs = std::max<int64_t>(1, (plan.retry_after_ms() + 999) / 1000);
+  const bool breaker = plan.reason() == router::v1::UNAVAILABLE_BREAKER_OPEN;
+  std::string code = "all_accounts_cooling_down";
+  if (breaker) {
+    code = "provider_circuit_open";
+  } else if (plan.reason() == router::v1::UNAVAILABLE_PACING) {
+    code = "all_accounts_rate_limited";
+  }
+  std::string message = plan.message();
+  if (message.empty()) {
+    message = absl::StrCat("Every account for '", model, "' is cooling down; retry in ",
+                           secs, " s");
+  }
+  HttpError err = MakeHttpError(x.format, 503, message, code);
+  log.error_code = code;
+  log.status = 503;
+  metrics.Unavailable(code);
+  metrics.CandidatesTried(0);
+  http::response<http::string_body> res{http::status::service_unavailable, x.req.version()};
+  res.set(http::field::content_type, "application/json");
+  res.set("x-request-id", log.request_id);
+  if (!log.session_id.empty()) res.set("x-omniroute-session-id", log.session_id);
+  res.set(http::field::retry_after, std::to_string(secs));
+  if (breaker) res.set("x-omniroute-provider-breaker", "open");
+  res.keep_alive(x.req.keep_alive());
+  res.body() = std::move(err.body);
+  res.prepare_payload();
+  const std::string head = HeaderBytes(res.base());
+  auto [wec, wn] = co_await net::async_write(x.stream, WholeMessage(head, res.body()), kAwait);
+  co_return !wec;
 }
 
 net::awaitable<AttemptResult> EdgeServer::Impl::Attempt(Exchange& x, ChatRequestInfo& info,
@@ -1512,6 +1548,7 @@ net::awaitable<AttemptResult> EdgeServer::Impl::Attempt(Exchange& x, ChatRequest
     }
     co_return result;
   }
+  up = Request();  // a copy of the client's request, which a stream would hold for its length
 
   const std::string content_type(ex->headers()[http::field::content_type]);
   if (ContainsIgnoreCase(content_type, "text/event-stream")) {
@@ -1646,12 +1683,14 @@ net::awaitable<AttemptResult> EdgeServer::Impl::RelayStream(
     }
     if (!chunk.empty() || !more) {
       const bool last = !more;
+      const bool first = !head.empty();
       if (!co_await WriteChunk(x.stream, head, chunk, last)) {
         report(ex.status(), false);
         log.status = 499;
         result.alive = false;
         co_return result;
       }
+      if (first) x.ReleaseRequestBody();
       ended = last;
     }
     if (!more) break;

@@ -45,6 +45,23 @@ struct UpstreamConnection {
 
   beast::tcp_stream& lowest() { return secure ? beast::get_lowest_layer(*secure) : *plain; }
 
+  // The read deadline: `timeout` from now. Moving a deadline costs a system call, so one set
+  // less than a second ago stays (the silence tolerated is then up to a second shorter).
+  void ArmRead(std::chrono::milliseconds timeout) {
+    const auto now = std::chrono::steady_clock::now();
+    if (armed && now - armed_at < std::chrono::seconds(1)) return;
+    lowest().expires_after(timeout);
+    armed = true;
+    armed_at = now;
+  }
+  void Disarm() {
+    lowest().expires_never();
+    armed = false;
+  }
+  bool armed = false;
+  std::chrono::steady_clock::time_point armed_at;
+  std::chrono::steady_clock::time_point idle_since;  // when it went back to the pool
+
   // Calls fn with whichever stream this connection uses.
   template <typename Fn>
   auto Visit(Fn&& fn) {
@@ -254,7 +271,7 @@ net::awaitable<absl::StatusOr<bool>> UpstreamExchange::ReadSome(std::string& out
   body.data = out.data() + old;
   body.size = chunk;
   beast::error_code ec;
-  conn_->lowest().expires_after(pool_->timeouts_.read);
+  conn_->ArmRead(pool_->timeouts_.read);
   std::tie(ec, std::ignore) = co_await conn_->Visit([&](auto& s) {
     return http::async_read_some(s, conn_->buffer, parser, kAwait);
   });
@@ -301,7 +318,8 @@ void UpstreamPool::Clear() { idle_.clear(); }
 void UpstreamPool::Return(std::unique_ptr<UpstreamConnection> conn) {
   auto& list = idle_[conn->key];
   if (list.size() < kMaxIdlePerKey) {
-    conn->lowest().expires_never();
+    conn->Disarm();
+    conn->idle_since = std::chrono::steady_clock::now();
     list.push_back(std::move(conn));
   }
 }
@@ -312,6 +330,12 @@ std::unique_ptr<UpstreamConnection> UpstreamPool::TakeIdle(const std::string& ke
   while (!it->second.empty()) {
     auto conn = std::move(it->second.back());
     it->second.pop_back();
+    // Servers close kept-alive connections after seconds of silence, not within one: a
+    // connection back for less than that is taken as it is (a send that still fails on it
+    // is retried once on a fresh connection).
+    if (std::chrono::steady_clock::now() - conn->idle_since < std::chrono::seconds(1)) {
+      return conn;
+    }
     // A connection the server closed while it sat idle reads as end-of-file (or an error)
     // without blocking; a live one has nothing to read. One syscall, no data consumed.
     char byte;
@@ -445,7 +469,7 @@ net::awaitable<absl::StatusOr<std::unique_ptr<UpstreamExchange>>> UpstreamPool::
       if (!fresh.ok()) co_return fresh.status();
       conn = std::move(fresh).value();
     }
-    conn->lowest().expires_after(timeouts_.read);
+    conn->ArmRead(timeouts_.read);
     auto [wec, wn] = co_await conn->Visit(
         [&](auto& s) { return net::async_write(s, WholeMessage(head, request.body()), kAwait); });
     if (wec) {
