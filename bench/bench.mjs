@@ -26,7 +26,7 @@ import {
   BUILD_DIR, findBinary, markFailed, missingBinaries, REPO_ROOT, startGateway, startPostgres, startRedis,
   tempDir, tempRootDir,
 } from '../tests/integration/lib/index.mjs';
-import { COMPLETION, SSE_BODY, STREAM_WORDS, STUB_MODEL, startStub } from './lib/stub.mjs';
+import { COMPLETION, SSE_BODY, STREAM_WORDS, STUB_MODEL, startNginxProxy, startStub } from './lib/stub.mjs';
 import {
   cpuDelta, cpuSample, FOREIGN_MAX, LoadMeter, machineInfo, peakRssKb, waitIdle, watchLoad,
 } from './lib/sys.mjs';
@@ -47,7 +47,7 @@ const list = (v, d) => (v || d).split(',').map((s) => s.trim()).filter(Boolean);
 const SETTINGS = {
   duration_s: parseDuration(env.BENCH_DURATION || '10s'),
   warmup_s: parseDuration(env.BENCH_WARMUP || '3s'),
-  modes: list(env.BENCH_MODES, 'allinone,distributed'),
+  modes: list(env.BENCH_MODES, 'nginxproxy,allinone,distributed'),
   connections: list(env.BENCH_CONNECTIONS, '1,50,500').map(Number),
   ttfb_requests: Number(env.BENCH_TTFB_REQUESTS ?? 2000),
   threads: Number(env.BENCH_THREADS || 2),
@@ -58,7 +58,7 @@ const SETTINGS = {
   request_timeout_s: 10,
 };
 for (const m of SETTINGS.modes) {
-  if (m !== 'allinone' && m !== 'distributed') throw new Error(`BENCH_MODES: unknown mode '${m}'`);
+  if (!['nginxproxy', 'allinone', 'distributed'].includes(m)) throw new Error(`BENCH_MODES: unknown mode '${m}'`);
 }
 if (SETTINGS.connections.some((c) => !(c >= 1))) throw new Error('BENCH_CONNECTIONS: positive integers');
 if (!(SETTINGS.repeat >= 1)) throw new Error('BENCH_REPEAT: a positive integer');
@@ -103,6 +103,21 @@ function stubTarget(stub) {
   };
 }
 
+// nginx proxying to the stub: the cost of forwarding alone on this machine (no keys, no
+// routing, no usage), the floor under any gateway's added latency. Passes answers unchanged.
+function proxyTarget(proxy) {
+  return {
+    name: 'nginxproxy', passthrough: true,
+    url: (stream) => `${stream ? proxy.streamBaseURL : proxy.baseURL}/chat/completions`,
+    model: () => STUB_MODEL,
+    apiKey: '',
+    roots: () => ({ 'nginx-proxy': proxy.proc.pid }),
+    procs: () => [proxy.proc],
+    logs: () => proxy.proc.tail(30),
+    stop: () => proxy.stop(),
+  };
+}
+
 function gatewayTarget(gw, extra = {}) {
   return {
     name: gw.mode, gw,
@@ -143,7 +158,7 @@ async function checkAnswer(target, stream) {
     return;
   }
   if (!/^text\/event-stream/.test(r.headers.get('content-type') || '')) fail('content-type');
-  if (target.stub) {
+  if (target.stub || target.passthrough) {
     if (text !== SSE_BODY) fail('SSE body differs from the one configured');
     return;
   }
@@ -294,7 +309,7 @@ function toolVersions() {
 
 async function main() {
   const started = new Date();
-  const missing = SETTINGS.modes.flatMap((m) => missingBinaries(m));
+  const missing = SETTINGS.modes.filter((m) => m !== 'nginxproxy').flatMap((m) => missingBinaries(m));
   if (missing.length) {
     throw new Error(`gateway binaries missing (build them with scripts/build.sh; bench never builds):\n  ${missing.join('\n  ')}`);
   }
@@ -332,8 +347,10 @@ async function main() {
     targets.push(stubTarget(stub));
     const config = gatewayConfig(stub);
     for (const mode of SETTINGS.modes) {
-      log(`starting the ${mode} gateway`);
-      if (mode === 'distributed') {
+      log(`starting the ${mode} ${mode === 'nginxproxy' ? 'reverse proxy' : 'gateway'}`);
+      if (mode === 'nginxproxy') {
+        targets.push(proxyTarget(await startNginxProxy(stub)));
+      } else if (mode === 'distributed') {
         [redis, pg] = await Promise.all([startRedis(), startPostgres()]);
         const gw = await startGateway({ mode, config, redis, postgres: pg });
         targets.push(gatewayTarget(gw, { redis: redis.proc, postgres: pg.proc }));
@@ -515,7 +532,7 @@ async function main() {
   } catch (e) {
     if (!report.problems.some((p) => e.message.includes(p.message))) problem('fatal', e.message);
   } finally {
-    await Promise.all(targets.map((t) => (t.gw ? t.gw.stop() : null)).filter(Boolean)).catch(() => {});
+    await Promise.all(targets.map((t) => (t.gw ? t.gw.stop() : t.stop?.())).filter(Boolean)).catch(() => {});
     await Promise.all([redis?.stop(), pg?.stop(), ...targets.filter((t) => t.stub).map((t) => t.procs()[0].stop())])
       .catch(() => {});
   }
