@@ -48,6 +48,7 @@ const SETTINGS = {
   duration_s: parseDuration(env.BENCH_DURATION || '10s'),
   warmup_s: parseDuration(env.BENCH_WARMUP || '3s'),
   modes: list(env.BENCH_MODES, 'nginxproxy,allinone,distributed'),
+  budget: !['no', 'false', '0'].includes((env.BENCH_BUDGET || 'yes').toLowerCase()),
   connections: list(env.BENCH_CONNECTIONS, '1,50,500').map(Number),
   ttfb_requests: Number(env.BENCH_TTFB_REQUESTS ?? 2000),
   threads: Number(env.BENCH_THREADS || 2),
@@ -65,6 +66,9 @@ if (!(SETTINGS.repeat >= 1)) throw new Error('BENCH_REPEAT: a positive integer')
 const RESULTS_DIR = path.resolve(env.BENCH_RESULTS_DIR || path.join(BENCH_DIR, 'results'));
 
 const CLIENT_KEY = 'sk-bench-client-0001';
+// The same requests once more on a key with a daily budget (too large to be reached): every
+// request then holds a reservation while it runs and settles it when it ends.
+const BUDGET_KEY = 'sk-bench-budget-0001';
 const log = (...a) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${a.join(' ')}\n`);
 
 // ---- what we talk to -------------------------------------------------------------------
@@ -80,7 +84,8 @@ function gatewayConfig(stub) {
       { provider: 'stub', name: 'bench', api_key: 'sk-bench-upstream', priority: 1 },
       { provider: 'stubsse', name: 'bench', api_key: 'sk-bench-upstream', priority: 1 },
     ],
-    api_keys: [{ name: 'bench', key: CLIENT_KEY }],
+    api_keys: [{ name: 'bench', key: CLIENT_KEY }, { name: 'benchbudget', key: BUDGET_KEY }],
+    budgets: [{ key: 'benchbudget', daily: 1e9 }],
   };
 }
 
@@ -118,12 +123,12 @@ function proxyTarget(proxy) {
   };
 }
 
-function gatewayTarget(gw, extra = {}) {
+function gatewayTarget(gw, extra = {}, { budget = false } = {}) {
   return {
-    name: gw.mode, gw,
+    name: budget ? `${gw.mode}+budget` : gw.mode, gw,
     url: () => `${gw.baseURL}/chat/completions`,
     model: (stream) => `${stream ? 'stubsse' : 'stub'}/${STUB_MODEL}`,
-    apiKey: CLIENT_KEY,
+    apiKey: budget ? BUDGET_KEY : CLIENT_KEY,
     roots: () => ({
       ...Object.fromEntries(Object.entries(gw.procs).map(([n, p]) => [n, p.pid])),
       ...Object.fromEntries(Object.entries(extra).map(([n, p]) => [n, p.pid])),
@@ -313,7 +318,9 @@ async function main() {
   if (missing.length) {
     throw new Error(`gateway binaries missing (build them with scripts/build.sh; bench never builds):\n  ${missing.join('\n  ')}`);
   }
-  const nMeasure = SETTINGS.repeat * SETTINGS.stream.length * SETTINGS.connections.length * (SETTINGS.modes.length + 1);
+  const nTargets = 1 + SETTINGS.modes.length +
+    (SETTINGS.budget ? SETTINGS.modes.filter((m) => m !== 'nginxproxy').length : 0);
+  const nMeasure = SETTINGS.repeat * SETTINGS.stream.length * SETTINGS.connections.length * nTargets;
   log(`${nMeasure} measurements of ${SETTINGS.duration_s}s (${SETTINGS.modes.join(', ')}; connections ` +
     `${SETTINGS.connections.join(', ')}; ${SETTINGS.repeat} run(s)); temp dir ${tempRootDir()}`);
 
@@ -353,9 +360,13 @@ async function main() {
       } else if (mode === 'distributed') {
         [redis, pg] = await Promise.all([startRedis(), startPostgres()]);
         const gw = await startGateway({ mode, config, redis, postgres: pg });
-        targets.push(gatewayTarget(gw, { redis: redis.proc, postgres: pg.proc }));
+        const extra = { redis: redis.proc, postgres: pg.proc };
+        targets.push(gatewayTarget(gw, extra));
+        if (SETTINGS.budget) targets.push(gatewayTarget(gw, extra, { budget: true }));
       } else {
-        targets.push(gatewayTarget(await startGateway({ mode, config })));
+        const gw = await startGateway({ mode, config });
+        targets.push(gatewayTarget(gw));
+        if (SETTINGS.budget) targets.push(gatewayTarget(gw, {}, { budget: true }));
       }
     }
 
@@ -509,14 +520,18 @@ async function main() {
     // Usage rows: one per answered request, plus up to one per request wrk cut in flight when
     // it stopped (the gateway records those too, as 499 or as a late 200). Records are
     // asynchronous: give them a few seconds to arrive.
-    for (const t of targets.filter((x) => x.gw)) {
+    // A gateway measured with and without a budget holds the rows of both.
+    for (const t of targets.filter((x) => x.gw && x.name === x.gw.mode)) {
+      const same = targets.filter((x) => x.gw === t.gw);
+      const answered = same.reduce((n, x) => n + sent[x.name], 0);
+      const cutAtMost = same.reduce((n, x) => n + cut[x.name], 0);
       let rows = null;
       for (let i = 0; i < 20; i++) {
         rows = await usageRows(t.gw, pg);
-        if (typeof rows === 'number' && rows >= sent[t.name]) break;
+        if (typeof rows === 'number' && rows >= answered) break;
         await new Promise((res) => { setTimeout(res, 500); });
       }
-      const u = { answered: sent[t.name], cut_in_flight_at_most: cut[t.name], usage_rows: rows };
+      const u = { answered, cut_in_flight_at_most: cutAtMost, usage_rows: rows, targets: same.map((x) => x.name) };
       report.usage[t.name] = u;
       log(`usage rows in ${t.name}: ${rows} for ${u.answered} answered requests (+ at most ${u.cut_in_flight_at_most} cut by wrk)`);
       if (typeof rows !== 'number' || rows < u.answered || rows > u.answered + u.cut_in_flight_at_most) {
@@ -532,7 +547,8 @@ async function main() {
   } catch (e) {
     if (!report.problems.some((p) => e.message.includes(p.message))) problem('fatal', e.message);
   } finally {
-    await Promise.all(targets.map((t) => (t.gw ? t.gw.stop() : t.stop?.())).filter(Boolean)).catch(() => {});
+    await Promise.all(targets.map((t) => (t.gw ? t.name === t.gw.mode && t.gw.stop() : t.stop?.()))
+      .filter(Boolean)).catch(() => {});
     await Promise.all([redis?.stop(), pg?.stop(), ...targets.filter((t) => t.stub).map((t) => t.procs()[0].stop())])
       .catch(() => {});
   }
