@@ -1,9 +1,7 @@
 #include "metrics.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cstdio>
-#include <unordered_map>
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
@@ -21,44 +19,9 @@ const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
   return kBuckets;
 }
 
-std::atomic<uint64_t> next_instance{1};
-
-struct StringHash {
-  using is_transparent = void;
-  size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
-};
-
-// Per thread: "<instance>\x1f<family>\x1f<value>\x1f..." → the family's child. Children live
-// as long as their family (never removed), so the pointers stay valid.
-thread_local std::unordered_map<std::string, void*, StringHash, std::equal_to<>> children;
-thread_local std::string scratch;
-
 }  // namespace
 
-template <typename T, typename... Args>
-T& Metrics::Child(prometheus::Family<T>* family,
-                  std::initializer_list<std::pair<std::string_view, std::string_view>> labels,
-                  const Args&... args) {
-  scratch.clear();
-  scratch.append(reinterpret_cast<const char*>(&instance_), sizeof(instance_));
-  scratch.append(reinterpret_cast<const char*>(&family), sizeof(family));
-  for (const auto& [name, value] : labels) {
-    scratch.append(value);
-    scratch.push_back('\x1f');
-  }
-  if (auto it = children.find(std::string_view(scratch)); it != children.end()) {
-    return *static_cast<T*>(it->second);
-  }
-  std::map<std::string, std::string> map;
-  for (const auto& [name, value] : labels) map.emplace(name, value);
-  T& child = family->Add(map, args...);
-  if (children.size() > 50000) children.clear();  // label sets are bounded; stay bounded anyway
-  children.emplace(scratch, &child);
-  return child;
-}
-
-Metrics::Metrics()
-    : instance_(next_instance.fetch_add(1)), registry_(std::make_shared<prometheus::Registry>()) {
+Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   genai_tokens_ = &prometheus::BuildHistogram()
                        .Name("gen_ai_client_token_usage")
                        .Help("Tokens used per LLM call, by gen_ai_token_type (input, output)")
@@ -155,9 +118,9 @@ void Metrics::Request(std::string_view route, int status, std::string_view provi
       status == 0 ? std::string_view("error")
                   : std::string_view(code, static_cast<size_t>(
                                                std::snprintf(code, sizeof(code), "%d", status)));
-  Child(requests_, {{"route", route}, {"status", status_label}, {"provider", provider}})
+  cache_.Child(requests_, {{"route", route}, {"status", status_label}, {"provider", provider}})
       .Increment();
-  Child(duration_, {{"route", route}}, LatencyBuckets()).Observe(seconds);
+  cache_.Child(duration_, {{"route", route}}, LatencyBuckets()).Observe(seconds);
 }
 
 void Metrics::Upstream(std::string_view provider, int status, double seconds) {
@@ -166,24 +129,24 @@ void Metrics::Upstream(std::string_view provider, int status, double seconds) {
       status == 0 ? std::string_view("error")
                   : std::string_view(code, static_cast<size_t>(
                                                std::snprintf(code, sizeof(code), "%d", status)));
-  Child(upstream_requests_, {{"provider", provider}, {"status", status_label}}).Increment();
-  Child(upstream_duration_, {{"provider", provider}}, LatencyBuckets()).Observe(seconds);
+  cache_.Child(upstream_requests_, {{"provider", provider}, {"status", status_label}}).Increment();
+  cache_.Child(upstream_duration_, {{"provider", provider}}, LatencyBuckets()).Observe(seconds);
 }
 
 void Metrics::Tokens(std::string_view provider, std::string_view type, int64_t n) {
   if (n <= 0) return;
-  Child(tokens_, {{"provider", provider}, {"type", type}}).Increment(static_cast<double>(n));
+  cache_.Child(tokens_, {{"provider", provider}, {"type", type}}).Increment(static_cast<double>(n));
 }
 
 void Metrics::Fallback(std::string_view provider) {
-  Child(fallbacks_, {{"provider", provider}}).Increment();
+  cache_.Child(fallbacks_, {{"provider", provider}}).Increment();
 }
 
 void Metrics::InFlight(int delta) { in_flight_->Increment(delta); }
 
 void Metrics::CandidatesTried(int n) {
   static const prometheus::Histogram::BucketBoundaries kBuckets = {0, 1, 2, 3, 4, 5, 10};
-  Child(candidates_tried_, {}, kBuckets).Observe(n);
+  cache_.Child(candidates_tried_, {}, kBuckets).Observe(n);
 }
 
 void Metrics::CooldownWait() { cooldown_waits_->Add({}).Increment(); }
@@ -226,33 +189,40 @@ void Metrics::GenAi(std::string_view provider, std::string_view operation, doubl
       0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05};
   static const prometheus::Histogram::BucketBoundaries kTpotBuckets = {
       0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 1, 2.5};
-  Child(genai_tokens_,
-        {{"gen_ai_provider_name", provider},
-         {"gen_ai_operation_name", operation},
-         {"gen_ai_token_type", "input"}},
-        kTokenBuckets)
+  cache_
+      .Child(genai_tokens_,
+             {{"gen_ai_provider_name", provider},
+              {"gen_ai_operation_name", operation},
+              {"gen_ai_token_type", "input"}},
+             kTokenBuckets)
       .Observe(static_cast<double>(input_tokens));
-  Child(genai_tokens_,
-        {{"gen_ai_provider_name", provider},
-         {"gen_ai_operation_name", operation},
-         {"gen_ai_token_type", "output"}},
-        kTokenBuckets)
+  cache_
+      .Child(genai_tokens_,
+             {{"gen_ai_provider_name", provider},
+              {"gen_ai_operation_name", operation},
+              {"gen_ai_token_type", "output"}},
+             kTokenBuckets)
       .Observe(static_cast<double>(output_tokens));
-  Child(genai_duration_, {{"gen_ai_provider_name", provider}, {"gen_ai_operation_name", operation}},
-        LatencyBuckets())
+  cache_
+      .Child(genai_duration_,
+             {{"gen_ai_provider_name", provider}, {"gen_ai_operation_name", operation}},
+             LatencyBuckets())
       .Observe(seconds);
   if (ttft_seconds > 0) {
-    Child(genai_ttft_, {{"gen_ai_provider_name", provider}, {"gen_ai_operation_name", operation}},
-          LatencyBuckets())
+    cache_
+        .Child(genai_ttft_,
+               {{"gen_ai_provider_name", provider}, {"gen_ai_operation_name", operation}},
+               LatencyBuckets())
         .Observe(ttft_seconds);
     if (output_tokens > 1 && seconds > ttft_seconds) {
-      Child(genai_tpot_,
-            {{"gen_ai_provider_name", provider}, {"gen_ai_operation_name", operation}},
-            kTpotBuckets)
+      cache_
+          .Child(genai_tpot_,
+                 {{"gen_ai_provider_name", provider}, {"gen_ai_operation_name", operation}},
+                 kTpotBuckets)
           .Observe((seconds - ttft_seconds) / static_cast<double>(output_tokens - 1));
     }
   }
-  Child(overhead_, {}, kOverheadBuckets).Observe(std::max(0.0, overhead_seconds));
+  cache_.Child(overhead_, {}, kOverheadBuckets).Observe(std::max(0.0, overhead_seconds));
 }
 
 std::string Metrics::Serialize() const {

@@ -1,13 +1,13 @@
 #pragma once
 
 #include <cstdint>
-#include <initializer_list>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
 
+#include "common/metric_cache.h"
 #include "omniroute/router/v1/router.pb.h"
 
 namespace prometheus {
@@ -58,14 +58,8 @@ class Metrics {
   std::string Serialize() const;
 
  private:
-  // The child of `family` with these label values, from a per-thread cache: the request path
-  // neither builds label maps nor takes the family's lock once a label set was seen.
-  template <typename T, typename... Args>
-  T& Child(prometheus::Family<T>* family,
-           std::initializer_list<std::pair<std::string_view, std::string_view>> labels,
-           const Args&... args);
-
-  const uint64_t instance_;  // tells apart the caches of Metrics objects
+  // The request path's children: no label maps, no family locks once a label set was seen.
+  MetricCache cache_;
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>* requests_;
   prometheus::Family<prometheus::Histogram>* duration_;

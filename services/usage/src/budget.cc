@@ -1,11 +1,13 @@
 #include "budget.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
 #include <optional>
 #include <random>
+#include <string_view>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -62,6 +64,18 @@ double LimitOf(const v1::Budget& b, WindowKind k) {
 
 std::string Capitalized(WindowKind k) {
   return k == WindowKind::kDaily ? "Daily" : k == WindowKind::kWeekly ? "Weekly" : "Monthly";
+}
+
+// A window's key in the ledger: "key:ID|d:DAY" or "team:NAME|m:DAY" (DAY: its first day).
+void WindowKey(std::string* out, std::string_view key_id, std::string_view team,
+               const WindowSpan& span) {
+  char day[24];
+  const char* day_end = std::to_chars(day, day + sizeof(day), span.start_day).ptr;
+  out->assign(key_id.empty() ? "team:" : "key:");
+  out->append(key_id.empty() ? team : key_id);
+  const char kind[] = {'|', KindLetter(span.kind), ':'};
+  out->append(kind, sizeof(kind));
+  out->append(day, static_cast<size_t>(day_end - day));
 }
 
 std::string Money(double usd) { return absl::StrFormat("$%.4f", usd); }
@@ -130,9 +144,10 @@ std::string Budgets::SubjectKey(const Subject& s) {
 }
 
 WindowRef Budgets::Ref(const Subject& s, const WindowSpan& span) const {
-  return {
-      absl::StrCat(SubjectKey(s), "|", std::string(1, KindLetter(span.kind)), ":", span.start_day),
-      span.end_ms + kWindowGraceMs};
+  WindowRef ref;
+  WindowKey(&ref.key, s.first, s.second, span);
+  ref.expire_at_ms = span.end_ms + kWindowGraceMs;
+  return ref;
 }
 
 void Budgets::SetConfigBudgets(const std::vector<v1::Budget>& budgets) {
@@ -357,8 +372,21 @@ v1::SettleResponse Budgets::Settle(const v1::SettleRequest& request) {
 
 absl::Status Budgets::AddSpend(const std::vector<v1::UsageRecord>& records, int sign,
                                bool arrived) {
-  std::map<std::string, std::pair<WindowRef, int64_t>> deltas;
+  std::map<std::string, std::pair<WindowRef, int64_t>, std::less<>> deltas;
   std::vector<std::string> arrivals;
+  if (arrived) {
+    arrivals.reserve(records.size());
+  }
+  // The records of a batch mostly share key, team and day, so their windows: those of the
+  // last record that had spend are kept at hand (std::map entries stay put).
+  struct Last {
+    std::string_view key_id;
+    std::string_view team;
+    int64_t day = 0;
+    std::vector<int64_t*> sums;
+  };
+  std::optional<Last> last;
+  std::string key;
   for (const v1::UsageRecord& r : records) {
     if (arrived && !r.request_id().empty()) {
       arrivals.push_back(r.request_id());
@@ -367,20 +395,33 @@ absl::Status Budgets::AddSpend(const std::vector<v1::UsageRecord>& records, int 
     if (nano == 0) {
       continue;
     }
-    for (const Subject& s : {Subject{r.client_key_id(), ""}, Subject{"", r.team()}}) {
-      if (s.first.empty() && s.second.empty()) {
-        continue;
+    const int64_t day = DayIndex(r.timestamp_ms(), options_.reset_offset_ms);
+    if (!last || last->day != day || last->key_id != r.client_key_id() || last->team != r.team()) {
+      last.emplace(Last{r.client_key_id(), r.team(), day, {}});
+      const std::pair<std::string_view, std::string_view> subjects[] = {{r.client_key_id(), ""},
+                                                                        {"", r.team()}};
+      for (const auto& [key_id, team] : subjects) {
+        if (key_id.empty() && team.empty()) {
+          continue;
+        }
+        for (WindowKind k : kKinds) {
+          const WindowSpan span = SpanOf(k, r.timestamp_ms(), options_.reset_offset_ms);
+          WindowKey(&key, key_id, team, span);
+          auto it = deltas.find(key);
+          if (it == deltas.end()) {
+            it = deltas.try_emplace(key, WindowRef{key, span.end_ms + kWindowGraceMs}, 0).first;
+          }
+          last->sums.push_back(&it->second.second);
+        }
       }
-      for (WindowKind k : kKinds) {
-        const WindowRef ref = Ref(s, SpanOf(k, r.timestamp_ms(), options_.reset_offset_ms));
-        auto [it, inserted] = deltas.try_emplace(ref.key, ref, 0);
-        it->second.second += nano;
-      }
+    }
+    for (int64_t* sum : last->sums) {
+      *sum += nano;
     }
   }
   std::vector<std::pair<WindowRef, int64_t>> list;
   list.reserve(deltas.size());
-  for (auto& [key, d] : deltas) {
+  for (auto& [k, d] : deltas) {
     list.push_back(std::move(d));
   }
   return ledger_->Apply(list, arrivals, clock_());

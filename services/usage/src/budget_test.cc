@@ -346,5 +346,83 @@ TEST_F(BudgetsTest, ConfigBudgetsAreReadOnly) {
   EXPECT_EQ(budgets_->List()[0].budget().source(), "config");
 }
 
+// Records what AddSpend hands the ledger.
+class RecordingLedger final : public BudgetLedger {
+ public:
+  explicit RecordingLedger(std::vector<std::pair<WindowRef, int64_t>>* applied,
+                           std::vector<std::string>* arrived)
+      : applied_(applied), arrived_(arrived) {}
+  absl::StatusOr<LedgerReserve> Reserve(const std::vector<LedgerCheck>&, const LedgerRate*,
+                                        const std::string&, const std::string&, int64_t, int64_t,
+                                        int64_t) override {
+    return LedgerReserve();
+  }
+  absl::StatusOr<bool> Settle(const std::string&, int64_t, bool, int64_t, int64_t) override {
+    return false;
+  }
+  absl::Status Apply(const std::vector<std::pair<WindowRef, int64_t>>& deltas,
+                     const std::vector<std::string>& arrived, int64_t) override {
+    *applied_ = deltas;
+    *arrived_ = arrived;
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::vector<LedgerState>> Read(const std::vector<WindowRef>& w, int64_t) override {
+    return std::vector<LedgerState>(w.size());
+  }
+  absl::Status Seed(const std::vector<std::pair<WindowRef, int64_t>>&, bool) override {
+    return absl::OkStatus();
+  }
+  bool blocking() const override { return false; }
+
+ private:
+  std::vector<std::pair<WindowRef, int64_t>>* applied_;
+  std::vector<std::string>* arrived_;
+};
+
+TEST_F(BudgetsTest, SpendGoesToEachWindowOfKeyAndTeamByName) {
+  std::vector<std::pair<WindowRef, int64_t>> applied;
+  std::vector<std::string> arrived;
+  Make(std::make_unique<RecordingLedger>(&applied, &arrived));
+  auto rec = [](const std::string& id, const std::string& key, const std::string& team, int64_t ts,
+                double cost) {
+    v1::UsageRecord r;
+    r.set_request_id(id);
+    r.set_client_key_id(key);
+    r.set_team(team);
+    r.set_timestamp_ms(ts);
+    r.set_cost_usd(cost);
+    return r;
+  };
+  // Tuesday 2026-11-24 is day 20781; its week starts on Monday (20780), its month on the 1st
+  // (20758). The last record is on the next day, in the same week and month.
+  ASSERT_TRUE(budgets_
+                  ->AddSpend({rec("r1", "cfg:a", "", kTuesday, 0.25),
+                              rec("r2", "cfg:a", "research", kTuesday + 1, 0.5),
+                              rec("r3", "", "", kTuesday + 2, 1),       // no subject
+                              rec("r4", "cfg:b", "", kTuesday + 3, 0),  // no spend
+                              rec("", "cfg:a", "", kTuesday + kDay, 2)},
+                             +1, true)
+                  .ok());
+  std::vector<std::string> got;
+  for (const auto& [ref, nano] : applied) {
+    got.push_back(absl::StrCat(ref.key, "=", nano, "@", ref.expire_at_ms));
+  }
+  const int64_t grace = 2 * kDay;
+  const int64_t day_end = (20781 + 1) * kDay + grace;
+  const int64_t next_day_end = (20782 + 1) * kDay + grace;
+  const int64_t week_end = (20780 + 7) * kDay + grace;
+  const int64_t month_end = 20788 * kDay + grace;  // 2026-12-01
+  EXPECT_EQ(got, (std::vector<std::string>{
+                     absl::StrCat("key:cfg:a|d:20781=750000000@", day_end),
+                     absl::StrCat("key:cfg:a|d:20782=2000000000@", next_day_end),
+                     absl::StrCat("key:cfg:a|m:20758=2750000000@", month_end),
+                     absl::StrCat("key:cfg:a|w:20780=2750000000@", week_end),
+                     absl::StrCat("team:research|d:20781=500000000@", day_end),
+                     absl::StrCat("team:research|m:20758=500000000@", month_end),
+                     absl::StrCat("team:research|w:20780=500000000@", week_end),
+                 }));
+  EXPECT_EQ(arrived, (std::vector<std::string>{"r1", "r2", "r3", "r4"}));
+}
+
 }  // namespace
 }  // namespace omniroute::usage

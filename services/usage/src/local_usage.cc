@@ -32,8 +32,8 @@ namespace fs = std::filesystem;
 namespace json = boost::json;
 
 constexpr size_t kBatch = 500;
-// How long the writer waits for more records before a transaction (see Run).
-constexpr auto kLinger = std::chrono::milliseconds(5);
+// How long a record may wait in memory for more to share its transaction (see Run).
+constexpr auto kLinger = std::chrono::milliseconds(25);
 constexpr size_t kMaxQueued = 1'000'000;
 constexpr int64_t kMaxImportBytes = 100 << 20;
 constexpr int kBlockingWorkers = 4;
@@ -225,7 +225,11 @@ class LocalUsage final : public Usage {
   }
 
   // Interface
-  void Record(v1::UsageRecord record) override { Enqueue({std::move(record)}, nullptr); }
+  void Record(v1::UsageRecord record) override {
+    std::vector<v1::UsageRecord> records;
+    records.push_back(std::move(record));
+    Enqueue(std::move(records), nullptr);
+  }
 
   void RecordBatch(v1::RecordBatch batch, Callback<v1::Ack> done) override {
     std::vector<v1::UsageRecord> records(std::make_move_iterator(batch.mutable_records()->begin()),
@@ -470,6 +474,9 @@ class LocalUsage final : public Usage {
     }
     {
       std::lock_guard<std::mutex> lock(mu_);
+      if (queue_.empty()) {
+        queued_since_ = std::chrono::steady_clock::now();
+      }
       for (v1::UsageRecord& r : records) {
         if (queue_.size() >= kMaxQueued) {
           queue_.pop_front();
@@ -588,11 +595,15 @@ class LocalUsage final : public Usage {
         drained_.notify_all();
         return;
       }
-      // A short linger gathers a burst into one transaction: under load a commit then
-      // carries tens of records instead of one.
-      if (!stop_ && !queue_.empty() && queue_.size() < kBatch && tasks_.empty() && !backlog) {
-        cv_.wait_for(lock, kLinger,
-                     [&] { return stop_ || queue_.size() >= kBatch || !tasks_.empty(); });
+      // A linger gathers a burst into one transaction: a commit costs as much as several
+      // inserts, and under load it then carries tens of records instead of one. It counts from
+      // when the oldest queued record arrived, so none waits longer than kLinger for its
+      // transaction; a flush, a task or a full batch ends it.
+      if (!stop_ && !queue_.empty() && queue_.size() < kBatch && tasks_.empty() && !backlog &&
+          flushing_ == 0) {
+        cv_.wait_until(lock, queued_since_ + kLinger, [&] {
+          return stop_ || flushing_ > 0 || queue_.size() >= kBatch || !tasks_.empty();
+        });
       }
       if (!queue_.empty()) {
         const size_t n = std::min(kBatch, queue_.size());
@@ -839,6 +850,7 @@ class LocalUsage final : public Usage {
   std::condition_variable cv_;
   std::condition_variable drained_;
   std::deque<v1::UsageRecord> queue_;
+  std::chrono::steady_clock::time_point queued_since_;  // when queue_ last became non-empty
   std::deque<Pending> pending_;
   std::deque<absl::AnyInvocable<void()>> tasks_;
   uint64_t seq_ = 0;

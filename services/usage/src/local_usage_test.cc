@@ -1,6 +1,7 @@
 #include "local_usage.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -10,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "archive.h"
+#include "sql_util.h"
 
 namespace omniroute::usage {
 namespace {
@@ -170,6 +172,71 @@ TEST_F(LocalUsageTest, MigrationIsIdempotentAndDataSurvivesReopen) {
   EXPECT_EQ(res->records(0).combo(), "c");
   EXPECT_EQ(res->records(0).combo_step(), 2);
   EXPECT_EQ(res->records(0).cache_creation_tokens(), 7);
+}
+
+TEST_F(LocalUsageTest, TeamFiltersUseTheTeamIndex) {
+  {
+    auto store = MakeSqliteUsageStore(dir_ + "/t.db");
+    ASSERT_TRUE((*store)->Migrate().ok());
+    std::vector<v1::UsageRecord> records;
+    for (int i = 0; i < 6; ++i) {
+      v1::UsageRecord r = Rec(absl::StrCat("r", i), "k", 1000 + i, 10, 1);
+      r.set_team(i < 2 ? "t" : i < 3 ? "u" : "");
+      records.push_back(r);
+    }
+    ASSERT_TRUE((*store)->Write(records).ok());
+    v1::QueryRequest q;
+    q.set_team("t");
+    auto res = (*store)->Query(q);
+    ASSERT_TRUE(res.ok()) << res.status();
+    EXPECT_EQ(res->total_requests(), 2);
+    ASSERT_EQ(res->records_size(), 2);
+    EXPECT_EQ(res->records(0).request_id(), "r1");
+    v1::StatsRequest st;
+    st.set_team("u");
+    st.set_group_by("team");
+    auto stats = (*store)->Stats(st);
+    ASSERT_TRUE(stats.ok()) << stats.status();
+    ASSERT_EQ(stats->rows_size(), 1);
+    EXPECT_EQ(stats->rows(0).group(), "u");
+    EXPECT_EQ(stats->rows(0).requests(), 1);
+    st.set_team("");
+    stats = (*store)->Stats(st);
+    ASSERT_TRUE(stats.ok()) << stats.status();
+    EXPECT_EQ(stats->totals().requests(), 6);
+  }
+  // Only the rows with a team are in the index, and a team filter searches it.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2((dir_ + "/t.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr),
+            SQLITE_OK);
+  auto one = [&](const std::string& sql) {
+    sqlite3_stmt* st = nullptr;
+    std::string out;
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK) {
+      while (sqlite3_step(st) == SQLITE_ROW) {
+        absl::StrAppend(&out, reinterpret_cast<const char*>(sqlite3_column_text(st, 3)), ";");
+      }
+    }
+    sqlite3_finalize(st);
+    return out;
+  };
+  v1::QueryRequest q;
+  q.set_team("t");
+  const sql::Where where = sql::QueryWhere(q, /*dollar=*/false);
+  EXPECT_NE(one(absl::StrCat("EXPLAIN QUERY PLAN SELECT * FROM usage_records", where.sql,
+                             " ORDER BY ts_ms DESC, rowid DESC"))
+                .find("usage_records_team_ts"),
+            std::string::npos);
+  sqlite3_stmt* count = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db,
+                               "SELECT COUNT(*) FROM usage_records INDEXED BY "
+                               "usage_records_team_ts WHERE team <> ''",
+                               -1, &count, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(count), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(count, 0), 3);
+  sqlite3_finalize(count);
+  sqlite3_close(db);
 }
 
 TEST_F(LocalUsageTest, UnwritableStoreFailsToOpen) {

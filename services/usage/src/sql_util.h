@@ -19,6 +19,10 @@ inline constexpr char kRecordColumns[] =
     "combo, combo_step, cache_creation_tokens";
 inline constexpr int kRecordColumnCount = 23;
 
+// A team filter. The second term lets SQLite use its team index, which holds only the rows
+// with a team.
+inline constexpr char kTeamCondition[] = "(team = X AND team <> '')";
+
 // The WHERE clause and its text parameters.
 struct Where {
   std::string sql;
@@ -55,7 +59,7 @@ inline Where QueryWhere(const v1::QueryRequest& q, bool dollar) {
     w.Add("connection_id = X", q.connection_id(), dollar);
   }
   if (!q.team().empty()) {
-    w.Add("team = X", q.team(), dollar);
+    w.Add(kTeamCondition, q.team(), dollar);
   }
   if (!q.combo().empty()) {
     w.Add("combo = X", q.combo(), dollar);
@@ -91,7 +95,7 @@ inline Where StatsWhere(const v1::StatsRequest& q, bool dollar) {
     w.Add("connection_id = X", q.connection_id(), dollar);
   }
   if (!q.team().empty()) {
-    w.Add("team = X", q.team(), dollar);
+    w.Add(kTeamCondition, q.team(), dollar);
   }
   return w;
 }

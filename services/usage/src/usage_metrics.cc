@@ -7,15 +7,21 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <charconv>
+
 namespace omniroute::usage {
 namespace {
 
 constexpr size_t kMaxModels = 500;
 constexpr char kOther[] = "other";
 
-std::string StatusClass(int status) {
+// "2xx", "5xx", ...; "none" for no status. In `buf`.
+std::string_view StatusClass(int status, char (&buf)[16]) {
   if (status <= 0) return "none";
-  return std::to_string(status / 100) + "xx";
+  char* end = std::to_chars(buf, buf + sizeof(buf) - 2, status / 100).ptr;
+  *end++ = 'x';
+  *end++ = 'x';
+  return std::string_view(buf, static_cast<size_t>(end - buf));
 }
 
 }  // namespace
@@ -95,51 +101,58 @@ void UsageMetrics::SeedTopKeys(const std::vector<std::string>& keys) {
   }
 }
 
-std::string UsageMetrics::KeyLabel(const std::string& key) {
-  if (keys_.count(key)) {
-    return key;
+std::string_view UsageMetrics::KeyLabel(std::string_view key) {
+  if (auto it = keys_.find(key); it != keys_.end()) {
+    return *it;
   }
   if (keys_.size() < top_keys_) {
-    keys_.insert(key);
-    return key;
+    return *keys_.emplace(key).first;
   }
   return kOther;
 }
 
-std::string UsageMetrics::ModelLabel(const std::string& model) {
-  if (models_.count(model)) {
-    return model;
+std::string_view UsageMetrics::ModelLabel(std::string_view model) {
+  if (auto it = models_.find(model); it != models_.end()) {
+    return *it;
   }
   if (models_.size() < kMaxModels) {
-    models_.insert(model);
-    return model;
+    return *models_.emplace(model).first;
   }
   return kOther;
 }
 
 void UsageMetrics::Recorded(const v1::UsageRecord& r, bool priced) {
-  std::lock_guard<std::mutex> lock(mu_);
-  const std::string provider = r.provider().empty() ? "none" : r.provider();
-  const std::string model =
-      ModelLabel(r.upstream_model().empty() ? r.requested_model() : r.upstream_model());
-  const std::string key = KeyLabel(r.client_key_id());
-  records_->Add({{"provider", provider}, {"status_class", StatusClass(r.status())}}).Increment();
-  const std::pair<const char*, int64_t> types[] = {{"input", r.input_tokens()},
-                                                   {"output", r.output_tokens()},
-                                                   {"cached", r.cached_tokens()},
-                                                   {"cache_creation", r.cache_creation_tokens()},
-                                                   {"reasoning", r.reasoning_tokens()}};
+  const std::string_view provider =
+      r.provider().empty() ? std::string_view("none") : std::string_view(r.provider());
+  std::string_view model;
+  std::string_view key;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    model = ModelLabel(r.upstream_model().empty() ? r.requested_model() : r.upstream_model());
+    key = KeyLabel(r.client_key_id());
+  }
+  char buf[16];
+  const std::string_view status_class = StatusClass(r.status(), buf);
+  cache_.Child(records_, {{"provider", provider}, {"status_class", status_class}}).Increment();
+  const std::pair<std::string_view, int64_t> types[] = {
+      {"input", r.input_tokens()},
+      {"output", r.output_tokens()},
+      {"cached", r.cached_tokens()},
+      {"cache_creation", r.cache_creation_tokens()},
+      {"reasoning", r.reasoning_tokens()}};
   for (const auto& [type, n] : types) {
     if (n > 0) {
-      tokens_->Add({{"provider", provider}, {"model", model}, {"key", key}, {"type", type}})
+      cache_
+          .Child(tokens_, {{"provider", provider}, {"model", model}, {"key", key}, {"type", type}})
           .Increment(static_cast<double>(n));
     }
   }
   if (r.cost_usd() > 0) {
-    cost_->Add({{"provider", provider}, {"model", model}, {"key", key}}).Increment(r.cost_usd());
+    cache_.Child(cost_, {{"provider", provider}, {"model", model}, {"key", key}})
+        .Increment(r.cost_usd());
   }
   if (!priced && (r.input_tokens() > 0 || r.output_tokens() > 0)) {
-    unpriced_->Add({{"provider", provider}}).Increment();
+    cache_.Child(unpriced_, {{"provider", provider}}).Increment();
   }
 }
 
@@ -162,10 +175,12 @@ void UsageMetrics::Spool(uint64_t depth, int64_t bytes, uint64_t dropped_total) 
   }
 }
 
-void UsageMetrics::Reservation(bool allowed, bool held, const std::string& denied_window) {
-  reservations_->Add({{"result", !allowed ? "denied" : held ? "held" : "allowed"}}).Increment();
+void UsageMetrics::Reservation(bool allowed, bool held, std::string_view denied_window) {
+  const std::string_view result = !allowed ? "denied" : held ? "held" : "allowed";
+  cache_.Child(reservations_, {{"result", result}}).Increment();
   if (!allowed) {
-    rejections_->Add({{"window", denied_window.empty() ? "unknown" : denied_window}}).Increment();
+    cache_.Child(rejections_, {{"window", denied_window.empty() ? "unknown" : denied_window}})
+        .Increment();
   }
 }
 

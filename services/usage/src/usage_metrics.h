@@ -1,12 +1,15 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "common/metric_cache.h"
 #include "omniroute/usage/v1/usage.pb.h"
 
 namespace prometheus {
@@ -22,7 +25,7 @@ namespace omniroute::usage {
 
 // Prometheus metrics of the usage service. Label values are bounded: the first
 // `top_keys` client keys seen (seeded with the biggest spenders at start) keep their own
-// label, the rest count as "other"; likewise at most 200 models per provider. Thread-safe.
+// label, the rest count as "other"; likewise at most 500 models. Thread-safe.
 class UsageMetrics {
  public:
   explicit UsageMetrics(int top_keys);
@@ -32,16 +35,19 @@ class UsageMetrics {
   void Recorded(const v1::UsageRecord& record, bool priced);
   void StoreWrite(double seconds, bool ok, size_t records);
   void Spool(uint64_t depth, int64_t bytes, uint64_t dropped_total);
-  void Reservation(bool allowed, bool held, const std::string& denied_window);
+  void Reservation(bool allowed, bool held, std::string_view denied_window);
 
   // Prometheus text exposition format.
   std::string Text() const;
 
  private:
-  std::string KeyLabel(const std::string& key);      // mu_ held
-  std::string ModelLabel(const std::string& model);  // mu_ held
+  // The label of a key or model: itself, or "other" past the cap. Views stay valid (the sets
+  // only grow). mu_ held.
+  std::string_view KeyLabel(std::string_view key);
+  std::string_view ModelLabel(std::string_view model);
 
   const size_t top_keys_;
+  MetricCache cache_;
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>* records_;
   prometheus::Family<prometheus::Counter>* tokens_;
@@ -56,8 +62,8 @@ class UsageMetrics {
   prometheus::Gauge* spool_bytes_;
   prometheus::Counter* spool_dropped_;
   std::mutex mu_;
-  std::set<std::string> keys_;
-  std::set<std::string> models_;
+  std::set<std::string, std::less<>> keys_;
+  std::set<std::string, std::less<>> models_;
   uint64_t dropped_seen_ = 0;
 };
 
