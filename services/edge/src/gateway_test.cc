@@ -4,8 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <chrono>
 #include <map>
 #include <set>
+#include <thread>
 
 namespace omniroute::edge {
 namespace {
@@ -260,6 +262,10 @@ TEST(GatewayTest, RequestIdsAreUnique) {
   for (int i = 0; i < 10000; ++i) ids.insert(NewRequestId());
   EXPECT_EQ(ids.size(), 10000u);
   EXPECT_EQ(NewRequestId().size(), 28u);
+  // Ordered by time: an id made later sorts after (the millisecond prefix moved on).
+  const std::string first = NewRequestId();
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  EXPECT_LT(first, NewRequestId());
 }
 
 TEST(GatewayTest, FormatForPathBeforeTheRouteIsKnown) {
