@@ -472,10 +472,12 @@ class LocalUsage final : public Usage {
       r.set_cost_usd(price ? ComputeCost(*price, r) : 0.0);
       metrics_.Recorded(r, price.has_value());
     }
+    bool wake = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (queue_.empty()) {
         queued_since_ = std::chrono::steady_clock::now();
+        wake = true;
       }
       for (v1::UsageRecord& r : records) {
         if (queue_.size() >= kMaxQueued) {
@@ -488,8 +490,12 @@ class LocalUsage final : public Usage {
       if (done) {
         pending_.push_back({seq_, std::move(done), count});
       }
+      // The writer needs a wake-up when the queue stops being empty or fills a batch; in
+      // between it is gathering (lingering) and would only go back to sleep: a wake-up for
+      // every record costs a context switch for every request.
+      wake = wake || queue_.size() >= kBatch;
     }
-    cv_.notify_all();
+    if (wake) cv_.notify_all();
   }
 
   // Answers the batches whose records up to `seq` are durable.
