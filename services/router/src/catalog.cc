@@ -179,10 +179,7 @@ void LocalRouter::AdoptCatalog(absl::StatusOr<accounts::v1::Catalog> catalog) {
             {{"version", std::to_string(version)}, {"error", SV(table.status().message())}});
     return;
   }
-  {
-    std::lock_guard<std::mutex> tl(table_mu_);
-    table_ = *table;
-  }
+  SetTable(*table);
   catalog_ = *std::move(catalog);
   LogInfo("catalog of the accounts service adopted",
           {{"version", std::to_string(version)},

@@ -42,6 +42,12 @@ std::string LockoutKey(std::string_view provider, std::string_view connection,
 
 int64_t Seconds(int64_t ms) { return std::max<int64_t>(1, (ms + 999) / 1000); }
 
+// A non-zero id for this router process (PlanEpoch.router_id).
+uint64_t NewRouterId() {
+  std::random_device rd;
+  return ((uint64_t{rd()} << 32) | rd()) | 1;
+}
+
 // The earliest time something excluded from a plan becomes usable again, per reason.
 struct Exclusions {
   int64_t cooldown = 0;
@@ -78,6 +84,8 @@ struct LocalRouter::Target {
 struct LocalRouter::PlanContext {
   int64_t now = 0;
   bool grouped = false;  // the model resolved through a combo or a chain name
+  // Every strategy used orders by the table and the state alone (no counter, no chance).
+  bool deterministic = true;
   std::unordered_map<std::string, int64_t> counters;
 
   // The value of a round-robin counter for this plan (incremented once per plan).
@@ -95,7 +103,8 @@ LocalRouter::LocalRouter(ConfigPtr config, std::shared_ptr<const ProviderRegistr
     : file_config_(std::move(config)),
       state_(std::move(state)),
       options_(std::move(options)),
-      rng_(std::random_device{}()) {
+      rng_(std::random_device{}()),
+      router_id_(NewRouterId()) {
   if (options_.runtime_path.empty() && options_.persist && !file_config_->data_dir.empty()) {
     options_.runtime_path = file_config_->data_dir + "/router-runtime.json";
   }
@@ -134,7 +143,8 @@ LocalRouter::LocalRouter(ConfigPtr config, std::shared_ptr<const ProviderRegistr
         v1::Outcome outcome = std::move(reports_.front());
         reports_.pop_front();
         lock.unlock();
-        RecordOutcome(outcome);
+        Record(outcome);
+        if (ChangesRouting(outcome)) unrecorded_changes_.fetch_sub(1);
         lock.lock();
       }
     });
@@ -176,6 +186,19 @@ LocalRouter::~LocalRouter() {
 std::shared_ptr<const RoutingTable> LocalRouter::table() const {
   std::lock_guard<std::mutex> lock(table_mu_);
   return table_;
+}
+
+void LocalRouter::SetTable(std::shared_ptr<const RoutingTable> table) {
+  std::lock_guard<std::mutex> lock(table_mu_);
+  table_ = std::move(table);
+  plan_epoch_.fetch_add(1);
+}
+
+v1::PlanEpoch LocalRouter::Epoch() const {
+  v1::PlanEpoch out;
+  out.set_router_id(router_id_);
+  out.set_value(plan_epoch_.load());
+  return out;
 }
 
 uint64_t LocalRouter::NextRandom() {
@@ -309,6 +332,7 @@ absl::Status LocalRouter::ExpandCombo(const RoutingTable& t, const ComboSpec& co
     choices[i].cost = combo.models[i].cost;
     counters.push_back(absl::StrCat("use:", combo.name, ":", combo.models[i].model));
   }
+  if (!DeterministicComboStrategy(strategy)) ctx.deterministic = false;
   if (strategy == "least-used") {
     StateQuery q;
     q.counters = counters;
@@ -356,6 +380,10 @@ void LocalRouter::AppendFallbackChain(const RoutingTable& t, const std::string& 
 
 absl::StatusOr<v1::RoutePlan> LocalRouter::PlanNow(const v1::PlanRequest& request) {
   RETURN_IF_ERROR(ValidateModel(request.model()));
+  // The epoch before the table and the state are read: a change landing meanwhile leaves
+  // the plan marked with the older value, so that callers drop it.
+  const v1::PlanEpoch epoch = Epoch();
+  const bool settled = unrecorded_changes_.load() == 0;
   const std::shared_ptr<const RoutingTable> table_ptr = table();
   const RoutingTable& t = *table_ptr;
   PlanContext ctx;
@@ -395,6 +423,7 @@ absl::StatusOr<v1::RoutePlan> LocalRouter::PlanNow(const v1::PlanRequest& reques
   }
 
   v1::RoutePlan plan;
+  *plan.mutable_epoch() = epoch;
   plan.set_resolved_model(
       direct_allowed ? absl::StrCat(targets[0].provider->id, "/", targets[0].model) : model);
 
@@ -431,6 +460,8 @@ absl::StatusOr<v1::RoutePlan> LocalRouter::PlanNow(const v1::PlanRequest& reques
   enum class Gate { kAllowed, kBlocked, kProbeDue };
   std::vector<Gate> gates(query.providers.size(), Gate::kAllowed);
   Exclusions ex;
+  // When the order of eligible connections may change by itself (a quota window resets).
+  int64_t reorder_at = 0;
   for (size_t i = 0; i < query.providers.size(); ++i) {
     const BreakerStatus& b = snap.breakers[i];
     if (b.state == BreakerState::kClosed) continue;
@@ -497,6 +528,9 @@ absl::StatusOr<v1::RoutePlan> LocalRouter::PlanNow(const v1::PlanRequest& reques
         Exclusions::Note(ex.lockout, locked);
         continue;
       }
+      if (conns[j]->quota_remaining_percent >= 0 && conns[j]->quota_resets_at_ms > now) {
+        Exclusions::Note(reorder_at, conns[j]->quota_resets_at_ms);
+      }
       eligible.push_back({conns[j], cs});
     }
     if (eligible.empty()) continue;
@@ -509,6 +543,7 @@ absl::StatusOr<v1::RoutePlan> LocalRouter::PlanNow(const v1::PlanRequest& reques
     const int sticky = combo_routing.sticky_limit > 0      ? combo_routing.sticky_limit
                        : provider_routing.sticky_limit > 0 ? provider_routing.sticky_limit
                                                            : t.routing().sticky_limit;
+    if (!DeterministicAccountStrategy(strategy)) ctx.deterministic = false;
     const int64_t rr =
         UsesRoundRobinCounter(strategy) ? ctx.Counter(*state_, "rr:acct:" + p->id) : 0;
     const std::vector<size_t> order =
@@ -551,9 +586,11 @@ absl::StatusOr<v1::RoutePlan> LocalRouter::PlanNow(const v1::PlanRequest& reques
   // 5. Pacing: the first candidate whose connection has room gets a slot; paced ones in
   // front of it are full now and leave the plan. Later paced candidates get theirs through
   // Acquire when the edge reaches them.
+  bool paced = false;
   while (!cands.empty()) {
     const PacingPolicy pacing = t.Pacing(cands[0].provider());
     if (!pacing.enabled()) break;
+    paced = true;
     const std::string lease = NewLeaseId(request.request_id());
     const SlotGrant grant = state_->AcquireSlot(cands[0].connection_id(), lease, now, pacing);
     if (grant.granted) {
@@ -567,6 +604,7 @@ absl::StatusOr<v1::RoutePlan> LocalRouter::PlanNow(const v1::PlanRequest& reques
   }
   for (size_t i = 1; i < cands.size(); ++i) {
     cands[i].set_paced(t.Pacing(cands[i].provider()).enabled());
+    paced = paced || cands[i].paced();
   }
 
   // 6. What the chosen first candidate changes: last use, combo usage counters.
@@ -578,6 +616,20 @@ absl::StatusOr<v1::RoutePlan> LocalRouter::PlanNow(const v1::PlanRequest& reques
     for (const std::string& counter : targets[cand_target[0]].use_counters) {
       state_->Increment(counter, now, kHourMs);
     }
+  }
+  // 7. Whether a remote caller may answer the same model from a copy for a while: only a
+  // plan that any request for this model would get from the same table and state (what of
+  // the request it depends on, model, client_format and stream, is the caller's cache key),
+  // and never past the moment something it left out or ordered by changes by itself. (The
+  // answers served from such a copy skip step 6; its combo usage counters are read only by
+  // least-used combos, whose plans are never cached.)
+  if (!cands.empty() && options_.plan_cache_ms > 0 && settled && ctx.deterministic &&
+      request.session_id().empty() && probing.empty() && !paced && ex.pacing == 0) {
+    int64_t cache_ms = options_.plan_cache_ms;
+    for (int64_t at : {ex.Earliest(), reorder_at}) {
+      if (at > 0) cache_ms = std::min(cache_ms, at - now);
+    }
+    if (cache_ms > 0) plan.set_cache_ms(cache_ms);
   }
   for (auto& c : cands) *plan.add_candidates() = std::move(c);
   for (const auto& p : ex.open_breakers) plan.add_open_breakers(p);
@@ -628,10 +680,11 @@ absl::StatusOr<v1::RoutePlan> LocalRouter::PlanNow(const v1::PlanRequest& reques
 
 void LocalRouter::Report(const v1::Outcome& outcome) {
   if (!options_.async_reports) {
-    RecordOutcome(outcome);
+    Record(outcome);
     return;
   }
   constexpr size_t kMaxQueued = 100000;
+  const bool changes = ChangesRouting(outcome);
   {
     std::lock_guard<std::mutex> lock(reports_mu_);
     if (reports_.size() >= kMaxQueued) {
@@ -641,9 +694,55 @@ void LocalRouter::Report(const v1::Outcome& outcome) {
       }
       return;
     }
+    if (changes) unrecorded_changes_.fetch_add(1);
     reports_.push_back(outcome);
   }
   reports_cv_.notify_one();
+}
+
+void LocalRouter::ReportBatch(const v1::OutcomeBatch& batch, Callback<v1::ReportBatchAck> done) {
+  if (options_.async_reports) {
+    for (const v1::Outcome& outcome : batch.outcomes()) Report(outcome);
+  } else {
+    // In order; each run of plain successes (no change of routing, no slot to free) in one
+    // go, which is one round trip to the store.
+    std::vector<SuccessRecord> run;
+    auto flush = [&] {
+      if (run.empty()) return;
+      state_->RecordSuccessOutcomes(run, options_.clock());
+      run.clear();
+    };
+    const std::shared_ptr<const RoutingTable> t = table();
+    for (const v1::Outcome& outcome : batch.outcomes()) {
+      if (!ChangesRouting(outcome) && !outcome.candidate().connection_id().empty() &&
+          outcome.candidate().lease_id().empty()) {
+        run.push_back(SuccessOf(outcome, *t));
+        continue;
+      }
+      flush();
+      Record(outcome);
+    }
+    flush();
+  }
+  v1::ReportBatchAck ack;
+  *ack.mutable_epoch() = Epoch();
+  done(std::move(ack));
+}
+
+SuccessRecord LocalRouter::SuccessOf(const v1::Outcome& outcome, const RoutingTable& t) {
+  SuccessRecord success;
+  success.connection_id = outcome.candidate().connection_id();
+  success.provider = outcome.candidate().provider();
+  success.probe = outcome.candidate().probe();
+  success.latency_ms = outcome.latency_ms();
+  success.session = outcome.candidate().session_id();
+  success.session_ttl_ms = int64_t{t.routing().session_ttl_s} * 1000;
+  return success;
+}
+
+void LocalRouter::Record(const v1::Outcome& outcome) {
+  RecordOutcome(outcome);
+  if (ChangesRouting(outcome)) plan_epoch_.fetch_add(1);
 }
 
 void LocalRouter::RecordOutcome(const v1::Outcome& outcome) {
@@ -674,14 +773,9 @@ void LocalRouter::RecordOutcome(const v1::Outcome& outcome) {
   };
 
   if (status >= 200 && status < 300 && !network) {
-    state_->ClearCooldown(CooldownScope::kConnection, conn);
-    const BreakerStatus before = state_->RecordSuccess(provider, now, cand.probe());
+    const BreakerStatus before = state_->RecordSuccessOutcome(SuccessOf(outcome, t), now);
     if (cand.probe() && before.state == BreakerState::kClosed) {
       state_->AddStat("breaker_closed", 1);
-    }
-    if (outcome.latency_ms() > 0) state_->RecordLatency(provider, outcome.latency_ms());
-    if (!cand.session_id().empty()) {
-      state_->SetSession(cand.session_id(), conn, now, int64_t{t.routing().session_ttl_s} * 1000);
     }
   } else if (provider_failure) {
     cool();

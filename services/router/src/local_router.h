@@ -27,6 +27,9 @@ namespace omniroute::router {
 using Clock = std::function<int64_t()>;
 int64_t SystemNowMs();
 
+// RouterOptions::plan_cache_ms by default.
+inline constexpr int64_t kDefaultPlanCacheMs = 100;
+
 struct RouterOptions {
   Clock clock = SystemNowMs;
   Random random;  // default: a seeded 64-bit Mersenne Twister (thread-safe)
@@ -46,6 +49,12 @@ struct RouterOptions {
   // at once; it must call `done` once, on any thread (the router's destructor waits for it).
   // Empty: the config file's nodes and connections only.
   std::function<void(int64_t known_version, Callback<accounts::v1::Catalog> done)> catalog_source;
+  // How long a remote caller may reuse a plan that depends on nothing but the table, the
+  // shared state and the model (RoutePlan.cache_ms); 0 = never. It bounds how late a
+  // change made through another router or edge reaches a caller's cached plans (its own
+  // reports and admin changes drop them at once), so it stays about as short as outcome
+  // reports take to land.
+  int64_t plan_cache_ms = kDefaultPlanCacheMs;
 };
 
 // Longest chain of combos inside combos.
@@ -62,6 +71,7 @@ class LocalRouter final : public Router {
   // Interface
   void Plan(const v1::PlanRequest& request, Callback<v1::RoutePlan> done) override;
   void Report(const v1::Outcome& outcome) override;
+  void ReportBatch(const v1::OutcomeBatch& batch, Callback<v1::ReportBatchAck> done) override;
   void ListModels(Callback<v1::ListModelsResponse> done) override;
   void Acquire(const v1::AcquireRequest& request, Callback<v1::AcquireResponse> done) override;
   void Health(const v1::HealthRequest& request, Callback<v1::HealthResponse> done) override;
@@ -74,6 +84,9 @@ class LocalRouter final : public Router {
 
   // The routing configuration in effect.
   std::shared_ptr<const RoutingTable> table() const;
+
+  // Where this router's plans stand (see RoutePlan.cache_ms).
+  v1::PlanEpoch Epoch() const;
 
   // Swaps the config file's objects (combos, aliases, fallback chains, routing, resilience,
   // provider overrides, nodes and connections) for those of `config` and rebuilds the table;
@@ -108,6 +121,8 @@ class LocalRouter final : public Router {
   void RefreshCatalog();
   void AdoptCatalog(absl::StatusOr<accounts::v1::Catalog> catalog);
   std::string NewLeaseId(const std::string& request_id);
+  // Puts `table` in effect; plans made before are stale from now on.
+  void SetTable(std::shared_ptr<const RoutingTable> table);
   uint64_t NextRandom();
 
   // The config file's; the table holds the config in effect (with the catalog's objects).
@@ -133,7 +148,19 @@ class LocalRouter final : public Router {
   std::mt19937_64 rng_;
   std::atomic<uint64_t> lease_seq_{0};
 
+  // Records an outcome (RecordOutcome); one that changes routing moves the epoch on.
+  void Record(const v1::Outcome& outcome);
   void RecordOutcome(const v1::Outcome& outcome);
+  // What a 2xx answer to `outcome` records.
+  static SuccessRecord SuccessOf(const v1::Outcome& outcome, const RoutingTable& t);
+
+  // RoutePlan.epoch: a random id of this process and a value that moves on with every
+  // change of the table, every recorded outcome that changes routing and every admin
+  // change. Outcomes that change routing and are queued but not recorded yet
+  // (async_reports) make plans uncacheable until they are.
+  const uint64_t router_id_;
+  std::atomic<int64_t> plan_epoch_{1};
+  std::atomic<int64_t> unrecorded_changes_{0};
 
   std::mutex tick_mu_;
   std::condition_variable tick_cv_;

@@ -752,6 +752,137 @@ TEST_P(LocalRouterTest, RequestsPerMinuteAndMinimumGapPerConnection) {
   EXPECT_EQ(First("local/m"), "local:a");
 }
 
+// ---- cacheable plans -------------------------------------------------------------------
+
+TEST_P(LocalRouterTest, PlansOfDeterministicStrategiesAreCacheable) {
+  auto p = Plan("local/m");
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->cache_ms(), kDefaultPlanCacheMs);
+  EXPECT_NE(p->epoch().router_id(), 0u);
+  EXPECT_GT(p->epoch().value(), 0);
+  // Through a priority combo and an alias, too.
+  EXPECT_EQ(Plan("duo")->cache_ms(), kDefaultPlanCacheMs);
+  EXPECT_EQ(Plan("fast")->cache_ms(), kDefaultPlanCacheMs);
+  // Unknown models are errors, never plans.
+  EXPECT_FALSE(Plan("nobody/m").ok());
+}
+
+TEST_P(LocalRouterTest, NonDeterministicPlansAreNeverCacheable) {
+  // Account strategies: round-robin (node), least-used (provider override), round-robin
+  // through a combo's account override.
+  EXPECT_EQ(Plan("rr/z")->cache_ms(), 0);
+  EXPECT_EQ(Plan("openai/gpt-4o")->cache_ms(), 0);
+  EXPECT_EQ(Plan("acct-rr")->cache_ms(), 0);
+  // Combo strategies: round-robin, weighted, least-used, random; and any combo or chain
+  // that reaches a round-robin provider.
+  for (const char* model : {"rotate", "spread", "fair", "dice", "cheap", "prod"}) {
+    auto p = Plan(model);
+    ASSERT_TRUE(p.ok()) << model << ": " << p.status();
+    EXPECT_GT(p->candidates_size(), 0) << model;
+    EXPECT_EQ(p->cache_ms(), 0) << model;
+  }
+  // A session, pacing (a lease), a probe.
+  EXPECT_EQ(Plan("local/m", "sess-1")->cache_ms(), 0);
+  EXPECT_EQ(Plan("paced/m")->cache_ms(), 0);
+  Fail("local:a", 503);
+  Fail("local:b", 503);
+  Fail("local:c", 503);
+  now_ += 5000;
+  auto probe = Plan("local/m");
+  ASSERT_EQ(probe->candidates_size(), 1);
+  ASSERT_TRUE(probe->candidates(0).probe());
+  EXPECT_EQ(probe->cache_ms(), 0);
+  // Nothing to cache in an empty plan.
+  auto none = Plan("local/m");
+  EXPECT_EQ(none->candidates_size(), 0);
+  EXPECT_EQ(none->cache_ms(), 0);
+}
+
+TEST_P(LocalRouterTest, ACachedPlanNeverOutlastsWhatItLeftOut) {
+  Fail("local:a", 429);  // cools down for 1 s
+  now_ += 950;
+  auto p = Plan("local/m");
+  ASSERT_EQ(p->candidates_size(), 2);
+  EXPECT_EQ(p->cache_ms(), 50);
+  now_ += 50;
+  p = Plan("local/m");
+  EXPECT_EQ(p->candidates_size(), 3);
+  EXPECT_EQ(p->cache_ms(), kDefaultPlanCacheMs);
+}
+
+TEST_P(LocalRouterTest, ThePlanEpochMovesOnWithEveryChangeThatMayAlterAPlan) {
+  const auto epoch = [&] { return Plan("local/m")->epoch().value(); };
+  int64_t e = epoch();
+  // Plain successes and reads change nothing.
+  Report(Cand("local:a"), 200, 0, false, 50);
+  EXPECT_EQ(Admin("GET", "/api/routing").status(), 200);
+  EXPECT_EQ(epoch(), e);
+  // A failure, a 4xx, an admin change or reset, a reload do.
+  Fail("local:a", 503);
+  EXPECT_GT(epoch(), e);
+  e = epoch();
+  Fail("local:b", 400);
+  EXPECT_GT(epoch(), e);
+  e = epoch();
+  const v1::AdminResponse reset = Admin("POST", "/api/resilience/reset", R"({"cooldowns":true})");
+  EXPECT_EQ(reset.status(), 200) << reset.body();
+  EXPECT_GT(reset.epoch().value(), e);
+  EXPECT_EQ(reset.epoch().router_id(), Plan("local/m")->epoch().router_id());
+  e = epoch();
+  ASSERT_TRUE(router_->ReloadConfig(config_).ok());
+  EXPECT_GT(epoch(), e);
+  // The answer to a batch of reports says where the router stands after them.
+  e = epoch();
+  v1::OutcomeBatch batch;
+  v1::Outcome* failed = batch.add_outcomes();
+  *failed->mutable_candidate() = Cand("local:c");
+  failed->set_http_status(500);
+  v1::ReportBatchAck ack;
+  router_->ReportBatch(batch, [&](absl::StatusOr<v1::ReportBatchAck> r) { ack = *r; });
+  EXPECT_GT(ack.epoch().value(), e);
+  EXPECT_EQ(ack.epoch().value(), epoch());
+  EXPECT_EQ(Ids("local/m"), (std::vector<std::string>{"local:a", "local:b"}));
+}
+
+TEST_P(LocalRouterTest, ABatchOfReportsIsRecordedInOrder) {
+  // a succeeds, fails, succeeds again: not cooling down at the end. b's success pins the
+  // session; c's failure in the middle cools it down.
+  v1::OutcomeBatch batch;
+  auto add = [&](const std::string& connection, int status, const std::string& session = {}) {
+    v1::Outcome* o = batch.add_outcomes();
+    *o->mutable_candidate() = Cand(connection);
+    o->mutable_candidate()->set_session_id(session);
+    o->set_http_status(status);
+    o->set_latency_ms(10);
+  };
+  add("local:a", 200);
+  add("local:a", 429);
+  add("local:b", 200, "sess-9");
+  add("local:c", 503);
+  add("local:a", 200);
+  v1::ReportBatchAck ack;
+  router_->ReportBatch(batch, [&](absl::StatusOr<v1::ReportBatchAck> r) { ack = *r; });
+  EXPECT_EQ(ack.epoch().router_id(), Plan("local/m")->epoch().router_id());
+  EXPECT_EQ(Ids("local/m"), (std::vector<std::string>{"local:a", "local:b"}));
+  EXPECT_EQ(First("local/m", "sess-9"), "local:b");
+  const auto h = Health();
+  for (const auto& ph : h.providers()) {
+    if (ph.provider() == "local") EXPECT_EQ(ph.samples(), 3);  // of the successes
+  }
+}
+
+TEST_P(LocalRouterTest, PlanCachingCanBeTurnedOff) {
+  RouterOptions options;
+  options.clock = [this] { return now_; };
+  options.background = false;
+  options.persist = false;
+  options.plan_cache_ms = 0;
+  LocalRouter router(config_, registry_, MakeStore(), options);
+  auto p = Plan("local/m", {}, &router);
+  ASSERT_EQ(p->candidates_size(), 3);
+  EXPECT_EQ(p->cache_ms(), 0);
+}
+
 // ---- health and admin ------------------------------------------------------------------
 
 TEST_P(LocalRouterTest, HealthListsBreakersCooldownsLatencyAndCounters) {

@@ -165,6 +165,36 @@ end
 return v
 )lua";
 
+// KEYS: cooldown, level, breaker, probe, latency[, session]. ARGV: probe (0/1), latency_ms
+// (0 = none), latency samples, latency ttl_ms, session value, session ttl_ms. A success in
+// one go: forgets the connection's cooldown and level, then kSuccessBody on the breaker,
+// then a latency sample and the session pin. Returns the breaker after the success.
+constexpr char kSuccessOutcomeBody[] = R"lua(
+redis.call('DEL', KEYS[1], KEYS[2])
+local out
+local v = redis.call('GET', KEYS[3])
+if not v then
+  out = benc(0, 0, 0, 0)
+else
+  local s, f, u, t = bload(v)
+  if s == 0 or (s == 1 and ARGV[1] == '1') then
+    redis.call('DEL', KEYS[3], KEYS[4])
+    out = benc(0, 0, 0, 0)
+  else
+    out = v
+  end
+end
+if tonumber(ARGV[2]) > 0 then
+  redis.call('LPUSH', KEYS[5], ARGV[2])
+  redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[3]) - 1)
+  redis.call('PEXPIRE', KEYS[5], ARGV[4])
+end
+if #KEYS >= 6 then
+  redis.call('SET', KEYS[6], ARGV[5], 'PX', ARGV[6])
+end
+return out
+)lua";
+
 // KEYS: breaker. ARGV: encoded, breaker_ttl_ms. Stores an outage's breaker unless the
 // shared one is open or half-open already.
 constexpr char kMergeBreakerBody[] = R"lua(
@@ -515,6 +545,7 @@ class RedisStateStore final : public StateStore {
         try_probe_(absl::StrCat(kBreakerLua, kTryProbeBody)),
         failure_(absl::StrCat(kBreakerLua, kFailureBody)),
         success_(absl::StrCat(kBreakerLua, kSuccessBody)),
+        success_outcome_(absl::StrCat(kBreakerLua, kSuccessOutcomeBody)),
         merge_breaker_(absl::StrCat(kBreakerLua, kMergeBreakerBody)),
         acquire_(kAcquireScript),
         latency_(kLatencyScript),
@@ -681,6 +712,42 @@ class RedisStateStore final : public StateStore {
       return fallback_->RecordSuccess(provider, now_ms, probe);
     }
     return DecodeBreaker(std::string_view((*reply)->str, (*reply)->len));
+  }
+
+  BreakerStatus RecordSuccessOutcome(const SuccessRecord& s, int64_t now_ms) override {
+    return RecordSuccessOutcomes({s}, now_ms).front();
+  }
+
+  std::vector<BreakerStatus> RecordSuccessOutcomes(const std::vector<SuccessRecord>& successes,
+                                                   int64_t now_ms) override {
+    std::vector<std::vector<std::string>> calls;
+    calls.reserve(successes.size());
+    for (const SuccessRecord& s : successes) {
+      const auto [cd, lvl] = CooldownKeys(CooldownScope::kConnection, s.connection_id);
+      std::vector<std::string> keys = {cd, lvl, Key("br", s.provider), Key("probe", s.provider),
+                                       Key("lat", s.provider)};
+      std::vector<std::string> argv = {
+          s.probe ? "1" : "0", Int(std::max<int64_t>(s.latency_ms, 0)),
+          Int(static_cast<int64_t>(kLatencySamples)), Int(kLatencyTtlMs)};
+      if (!s.session.empty()) {
+        keys.push_back(Key("sess", s.session));
+        argv.push_back(absl::StrCat(s.connection_id, "|", now_ms + s.session_ttl_ms));
+        argv.push_back(Int(std::max<int64_t>(s.session_ttl_ms, 1)));
+      }
+      calls.push_back(EvalArgs(success_outcome_, keys, argv));
+    }
+    absl::StatusOr<std::vector<ReplyPtr>> replies = EvalPipelined(success_outcome_, calls);
+    std::vector<BreakerStatus> out;
+    out.reserve(successes.size());
+    for (size_t i = 0; i < successes.size(); ++i) {
+      const redisReply* r = replies.ok() ? (*replies)[i].get() : nullptr;
+      if (r == nullptr || r->type != REDIS_REPLY_STRING) {
+        out.push_back(fallback_->RecordSuccessOutcome(successes[i], now_ms));
+      } else {
+        out.push_back(DecodeBreaker(std::string_view(r->str, r->len)));
+      }
+    }
+    return out;
   }
 
   void ResetBreakers(const std::vector<std::string>& providers) override {
@@ -927,6 +994,61 @@ class RedisStateStore final : public StateStore {
     return out;
   }
 
+  static std::vector<std::string> EvalArgs(const Script& script,
+                                          const std::vector<std::string>& keys,
+                                          const std::vector<std::string>& argv) {
+    std::vector<std::string> args = {"EVALSHA", script.sha, Int(static_cast<int64_t>(keys.size()))};
+    args.insert(args.end(), keys.begin(), keys.end());
+    args.insert(args.end(), argv.begin(), argv.end());
+    return args;
+  }
+
+  // Several calls of one script (EvalArgs) in one round trip: all are sent, then all
+  // replies read, so that the connection stays in step even when one of them fails. The
+  // replies in order, or why Redis could not answer (an error reply included).
+  absl::StatusOr<std::vector<ReplyPtr>> EvalPipelined(
+      const Script& script, std::vector<std::vector<std::string>>& calls) const {
+    std::vector<ReplyPtr> out;
+    absl::Status s = Run([&](redisContext* c) -> absl::Status {
+      out.clear();
+      for (const std::vector<std::string>& args : calls) {
+        std::vector<const char*> argv;
+        std::vector<size_t> lens;
+        for (const std::string& a : args) {
+          argv.push_back(a.data());
+          lens.push_back(a.size());
+        }
+        if (redisAppendCommandArgv(c, static_cast<int>(args.size()), argv.data(),
+                                   lens.data()) != REDIS_OK) {
+          return ReplyStatus(c, nullptr);
+        }
+      }
+      for (size_t i = 0; i < calls.size(); ++i) {
+        void* reply = nullptr;
+        if (redisGetReply(c, &reply) != REDIS_OK) return ReplyStatus(c, nullptr);
+        out.emplace_back(static_cast<redisReply*>(reply));
+      }
+      absl::Status first_error;
+      for (size_t i = 0; i < calls.size(); ++i) {
+        if (IsNoScript(out[i])) {
+          calls[i][0] = "EVAL";
+          calls[i][1] = script.source;
+          out[i] = Command(c, calls[i]);
+        }
+        if (absl::Status st = ReplyStatus(c, out[i]); !st.ok()) {
+          if (c->err != 0) return st;  // the connection failed
+          if (first_error.ok()) first_error = st;
+        }
+      }
+      return first_error;
+    });
+    if (!s.ok()) {
+      // Redis did not answer (the caller falls back); an error reply fails only its call.
+      if (out.size() != calls.size()) return s;
+    }
+    return out;
+  }
+
   // Every key matching `pattern`.
   absl::StatusOr<std::vector<std::string>> Scan(const std::string& pattern) const {
     std::vector<std::string> keys;
@@ -1079,6 +1201,7 @@ class RedisStateStore final : public StateStore {
   const Script try_probe_;
   const Script failure_;
   const Script success_;
+  const Script success_outcome_;
   const Script merge_breaker_;
   const Script acquire_;
   const Script latency_;

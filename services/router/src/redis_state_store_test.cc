@@ -168,6 +168,23 @@ TEST_F(RedisStateStoreTest, ReloadsTheScriptAfterAFlush) {
   EXPECT_TRUE(store_->Healthy());
 }
 
+TEST_F(RedisStateStoreTest, PipelinedSuccessesReloadTheScriptAfterAFlush) {
+  const int64_t now = NowMs();
+  store_->StartCooldown(CooldownScope::kConnection, "s1", now, policy_, 0);
+  store_->StartCooldown(CooldownScope::kConnection, "s2", now, policy_, 0);
+  store_->RecordSuccessOutcomes({{.connection_id = "warm", .provider = "p"}}, now);
+  server_.Run("SCRIPT FLUSH");
+  const std::vector<BreakerStatus> b = store_->RecordSuccessOutcomes(
+      {{.connection_id = "s1", .provider = "p", .latency_ms = 5},
+       {.connection_id = "s2", .provider = "p", .latency_ms = 6}},
+      now);
+  ASSERT_EQ(b.size(), 2u);
+  EXPECT_EQ(CooldownUntil("s1", now), 0);
+  EXPECT_EQ(CooldownUntil("s2", now), 0);
+  EXPECT_EQ(store_->Latencies("p"), (std::vector<int64_t>{6, 5}));
+  EXPECT_TRUE(store_->Healthy());
+}
+
 TEST_F(RedisStateStoreTest, ListsLockoutsBySCAN) {
   const int64_t now = NowMs();
   CooldownPolicy lock{.base_ms = 120000, .max_ms = 1800000, .max_steps = 30};

@@ -23,6 +23,13 @@ class Router {
   // statistics) and frees the candidate's slot. Never blocks on a remote call.
   virtual void Report(const v1::Outcome& outcome) = 0;
 
+  // Records outcomes in order, as Report does each, and says where the router's plans
+  // stand afterwards (see RoutePlan.cache_ms).
+  virtual void ReportBatch(const v1::OutcomeBatch& batch, Callback<v1::ReportBatchAck> done) {
+    for (const v1::Outcome& outcome : batch.outcomes()) Report(outcome);
+    done(v1::ReportBatchAck());
+  }
+
   // The models the configured providers serve.
   virtual void ListModels(Callback<v1::ListModelsResponse> done) = 0;
 
@@ -45,5 +52,20 @@ class Router {
 };
 
 using RouterPtr = std::shared_ptr<Router>;
+
+// Whether recording `outcome` may change what a plan says: anything but a plain 2xx
+// success (no network error, not a breaker probe, no rate-limit header saying nothing is
+// left until a reset). Such an outcome invalidates cached plans (RoutePlan.cache_ms).
+inline bool ChangesRouting(const v1::Outcome& outcome) {
+  const int status = outcome.http_status();
+  if (status < 200 || status >= 300 || outcome.network_error()) return true;
+  if (outcome.candidate().probe()) return true;
+  if (outcome.has_rate_limit()) {
+    const v1::RateLimit& rl = outcome.rate_limit();
+    if (rl.remaining_requests() == 0 && rl.reset_requests_ms() > 0) return true;
+    if (rl.remaining_tokens() == 0 && rl.reset_tokens_ms() > 0) return true;
+  }
+  return false;
+}
 
 }  // namespace omniroute::router

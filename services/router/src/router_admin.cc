@@ -194,7 +194,11 @@ v1::HealthResponse LocalRouter::HealthNow(bool brief) {
 }
 
 void LocalRouter::Admin(const v1::AdminRequest& request, Callback<v1::AdminResponse> done) {
-  done(AdminNow(request));
+  v1::AdminResponse out = AdminNow(request);
+  // Any change (resets included) makes the plans made before it stale.
+  if (!absl::EqualsIgnoreCase(request.method(), "GET")) plan_epoch_.fetch_add(1);
+  *out.mutable_epoch() = Epoch();
+  done(std::move(out));
 }
 
 v1::AdminResponse LocalRouter::AdminNow(const v1::AdminRequest& request) {
@@ -571,10 +575,7 @@ absl::Status LocalRouter::ChangeRuntime(
         state_->PutDocument(kRuntimeDocument, SharedDocument{next.version, SerializeRuntime(next)});
     if (!published && state_->Shared() && attempt < 3) continue;
     runtime_ = next;
-    {
-      std::lock_guard<std::mutex> tl(table_mu_);
-      table_ = *table;
-    }
+    SetTable(*table);
     Persist(runtime_);
     LogInfo("routing configuration changed", {{"version", std::to_string(runtime_.version)}});
     return absl::OkStatus();
@@ -592,10 +593,7 @@ void LocalRouter::AdoptRuntime(RuntimeRouting runtime, bool persist) {
     return;
   }
   runtime_ = std::move(runtime);
-  {
-    std::lock_guard<std::mutex> tl(table_mu_);
-    table_ = *table;
-  }
+  SetTable(*table);
   if (persist) Persist(runtime_);
   LogInfo("routing configuration adopted from another replica",
           {{"version", std::to_string(runtime_.version)}});
@@ -618,8 +616,7 @@ absl::Status LocalRouter::ReloadConfig(ConfigPtr config) {
   if (!table.ok()) return absl::InvalidArgumentError(table.status().message());
   // Combos nested too deep are accepted as at start (Plan leaves their depths out).
   file_config_ = std::move(config);
-  std::lock_guard<std::mutex> tl(table_mu_);
-  table_ = *std::move(table);
+  SetTable(*std::move(table));
   return absl::OkStatus();
 }
 

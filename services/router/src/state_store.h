@@ -76,6 +76,16 @@ struct StateSnapshot {
   std::string session_connection;            // the pinned connection, or empty
 };
 
+// What a success changes (StateStore::RecordSuccessOutcome).
+struct SuccessRecord {
+  std::string connection_id;  // its cooldown and backoff level are forgotten
+  std::string provider;       // its breaker records a success
+  bool probe = false;         // the provider's half-open probe
+  int64_t latency_ms = 0;     // > 0: a latency sample of the provider
+  std::string session;        // not empty: pinned to the connection for session_ttl_ms
+  int64_t session_ttl_ms = 0;
+};
+
 // An active cooldown or lockout, for the health view.
 struct ActiveCooldown {
   CooldownScope scope = CooldownScope::kConnection;
@@ -136,6 +146,28 @@ class StateStore {
 
   // A provider success. Closed: resets the failure count. Half-open and `probe`: closes.
   virtual BreakerStatus RecordSuccess(const std::string& provider, int64_t now_ms, bool probe) = 0;
+
+  // Everything a success records, in that order: ClearCooldown of the connection,
+  // RecordSuccess of the provider, RecordLatency when latency_ms > 0, SetSession when a
+  // session is given; in one round trip where the store has them (Redis). Returns the
+  // breaker as RecordSuccess does.
+  virtual BreakerStatus RecordSuccessOutcome(const SuccessRecord& s, int64_t now_ms) {
+    ClearCooldown(CooldownScope::kConnection, s.connection_id);
+    const BreakerStatus breaker = RecordSuccess(s.provider, now_ms, s.probe);
+    if (s.latency_ms > 0) RecordLatency(s.provider, s.latency_ms);
+    if (!s.session.empty()) SetSession(s.session, s.connection_id, now_ms, s.session_ttl_ms);
+    return breaker;
+  }
+
+  // RecordSuccessOutcome of each, in order; in one round trip where the store has them
+  // (Redis). Returns their breakers.
+  virtual std::vector<BreakerStatus> RecordSuccessOutcomes(
+      const std::vector<SuccessRecord>& successes, int64_t now_ms) {
+    std::vector<BreakerStatus> out;
+    out.reserve(successes.size());
+    for (const SuccessRecord& s : successes) out.push_back(RecordSuccessOutcome(s, now_ms));
+    return out;
+  }
 
   // Closes the breakers of `providers`.
   virtual void ResetBreakers(const std::vector<std::string>& providers) = 0;

@@ -292,6 +292,74 @@ TEST_P(StateStoreTest, LatencyStatsAndDocuments) {
   EXPECT_EQ(doc->body, "five");
 }
 
+TEST_P(StateStoreTest, ASuccessInOneGoDoesWhatItsPartsDo) {
+  BreakerPolicy policy{.failure_threshold = 3, .reset_timeout_ms = 1000, .max_reset_multiplier = 4};
+  store_->StartCooldown(CooldownScope::kConnection, "p:a", now_, policy_, 0);
+  store_->StartCooldown(CooldownScope::kConnection, "p:a", now_, policy_, 0);
+  store_->RecordFailure("p", now_, policy, false);
+  store_->RecordFailure("p", now_, policy, false);
+  SuccessRecord success{.connection_id = "p:a",
+                        .provider = "p",
+                        .latency_ms = 42,
+                        .session = "s1",
+                        .session_ttl_ms = 60000};
+  BreakerStatus b = store_->RecordSuccessOutcome(success, now_);
+  EXPECT_EQ(b.state, BreakerState::kClosed);
+  EXPECT_EQ(b.failures, 0);
+  StateSnapshot s =
+      store_->Read({.connections = {"p:a"}, .providers = {"p"}, .session = "s1"}, now_);
+  EXPECT_EQ(s.connections[0].cooldown_until_ms, 0);
+  EXPECT_EQ(s.connections[0].level, 0);
+  EXPECT_EQ(s.breakers[0].failures, 0);
+  EXPECT_EQ(s.session_connection, "p:a");
+  EXPECT_EQ(store_->Latencies("p"), (std::vector<int64_t>{42}));
+  // A failure afterwards starts again from the base level.
+  EXPECT_EQ(store_->StartCooldown(CooldownScope::kConnection, "p:a", now_, policy_, 0),
+            now_ + 1000);
+
+  // No latency, no session: neither is recorded. A probe's success closes its breaker.
+  store_->RecordFailure("q", now_, policy, false);
+  store_->RecordFailure("q", now_, policy, false);
+  ASSERT_EQ(store_->RecordFailure("q", now_, policy, false).state, BreakerState::kOpen);
+  ASSERT_TRUE(store_->TryProbe("q", now_ + 1000, 5000));
+  b = store_->RecordSuccessOutcome({.connection_id = "q:x", .provider = "q", .probe = true},
+                                   now_ + 1000);
+  EXPECT_EQ(b.state, BreakerState::kClosed);
+  s = store_->Read({.providers = {"q"}, .session = "s2"}, now_ + 1000);
+  EXPECT_EQ(s.breakers[0].state, BreakerState::kClosed);
+  EXPECT_EQ(s.session_connection, "");
+  EXPECT_TRUE(store_->Latencies("q").empty());
+}
+
+TEST_P(StateStoreTest, SuccessesInOneGoAreRecordedInOrder) {
+  BreakerPolicy policy{.failure_threshold = 3, .reset_timeout_ms = 1000, .max_reset_multiplier = 4};
+  store_->StartCooldown(CooldownScope::kConnection, "p:a", now_, policy_, 0);
+  store_->StartCooldown(CooldownScope::kConnection, "p:b", now_, policy_, 0);
+  store_->RecordFailure("p", now_, policy, false);
+  std::vector<SuccessRecord> successes;
+  for (int i = 1; i <= 50; ++i) {
+    successes.push_back({.connection_id = i % 2 ? "p:a" : "p:b",
+                         .provider = "p",
+                         .latency_ms = i,
+                         .session = "s",
+                         .session_ttl_ms = 60000});
+  }
+  const std::vector<BreakerStatus> b = store_->RecordSuccessOutcomes(successes, now_);
+  ASSERT_EQ(b.size(), 50u);
+  for (const BreakerStatus& s : b) EXPECT_EQ(s.state, BreakerState::kClosed);
+  const StateSnapshot s =
+      store_->Read({.connections = {"p:a", "p:b"}, .providers = {"p"}, .session = "s"}, now_);
+  EXPECT_EQ(s.connections[0].cooldown_until_ms, 0);
+  EXPECT_EQ(s.connections[1].cooldown_until_ms, 0);
+  EXPECT_EQ(s.breakers[0].failures, 0);
+  EXPECT_EQ(s.session_connection, "p:b");  // the last one pinned it
+  const std::vector<int64_t> lat = store_->Latencies("p");
+  ASSERT_EQ(lat.size(), 50u);
+  EXPECT_EQ(lat.front(), 50);
+  EXPECT_EQ(lat.back(), 1);
+  EXPECT_TRUE(store_->RecordSuccessOutcomes({}, now_).empty());
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, StateStoreTest, ::testing::Values("memory", "redis"),
                          [](const auto& info) { return info.param; });
 

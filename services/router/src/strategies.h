@@ -69,6 +69,16 @@ std::vector<size_t> OrderComboModels(std::string_view strategy,
                                      const std::vector<ComboChoice>& models, int sticky_limit,
                                      int64_t rr_counter, const Random& random);
 
+// Whether an account or combo strategy orders by the table and the stored cooldowns alone:
+// no counter, no last use, no chance, so that the same table and state give the same order
+// (a plan made with such strategies only may be cached, see RoutePlan.cache_ms).
+inline bool DeterministicAccountStrategy(std::string_view strategy) {
+  return strategy == "fill-first" || strategy == "cost-optimized";
+}
+inline bool DeterministicComboStrategy(std::string_view strategy) {
+  return strategy == "priority" || strategy == "cost-optimized";
+}
+
 // Whether a strategy needs the shared round-robin counter.
 inline bool UsesRoundRobinCounter(std::string_view strategy) { return strategy == "round-robin"; }
 
