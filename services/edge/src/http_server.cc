@@ -1235,8 +1235,13 @@ net::awaitable<bool> EdgeServer::Impl::Proxy(Exchange& x, ChatRequestInfo& info)
   // plan again (wait-for-cooldown), a bounded number of times.
   absl::StatusOr<router::v1::RoutePlan> plan;
   for (int waits = 0;; ++waits) {
-    plan = co_await Await<router::v1::RoutePlan>(
-        services.in_process, [&](auto cb) { services.router->Plan(plan_req, std::move(cb)); });
+    // A remote router's client may answer at once from its plan cache: taken inline then.
+    auto start_plan = [&](auto cb) { services.router->Plan(plan_req, std::move(cb)); };
+    if (services.in_process) {
+      plan = co_await Await<router::v1::RoutePlan>(true, start_plan);
+    } else {
+      plan = co_await AwaitCall<router::v1::RoutePlan>(start_plan);
+    }
     if (!plan.ok() || plan->candidates_size() > 0 || plan->wait_ms() <= 0 ||
         waits >= plan->max_wait_retries() || draining) {
       break;
