@@ -191,30 +191,41 @@ struct Exchange {
 // reservation runs in parallel with the plan). Lives on the request's executor.
 template <typename T>
 struct Pending {
-  explicit Pending(net::any_io_executor ex) : timer(ex) {
-    timer.expires_at(net::steady_timer::time_point::max());
-  }
+  explicit Pending(net::any_io_executor ex) : executor(std::move(ex)) {}
+  net::any_io_executor executor;
   std::optional<absl::StatusOr<T>> result;
-  net::steady_timer timer;
+  std::optional<net::steady_timer> timer;  // made only when the answer is awaited before it came
+  bool starting = true;  // the call is being started on the caller's thread
 };
 
-// Starts `start(callback)` now; the result lands in the returned Pending on `ex`.
+// Starts `start(callback)` now; the result lands in the returned Pending on `ex`: at once
+// when the call answers before returning (an in-process service), else posted there.
 template <typename T, typename Start>
 std::shared_ptr<Pending<T>> StartCall(net::any_io_executor ex, Start start) {
   auto pending = std::make_shared<Pending<T>>(ex);
-  start([pending, ex](absl::StatusOr<T> r) mutable {
-    net::post(ex, [pending, r = std::move(r)]() mutable {
+  const std::thread::id caller = std::this_thread::get_id();
+  start([pending, caller](absl::StatusOr<T> r) mutable {
+    // Another thread never reads `starting` (the thread test comes first).
+    if (std::this_thread::get_id() == caller && pending->starting) {
       pending->result = std::move(r);
-      pending->timer.cancel();
+      return;
+    }
+    net::post(pending->executor, [pending, r = std::move(r)]() mutable {
+      pending->result = std::move(r);
+      if (pending->timer) pending->timer->cancel();
     });
   });
+  pending->starting = false;
   return pending;
 }
 
 // Waits for a call started with StartCall.
 template <typename T>
 net::awaitable<absl::StatusOr<T>> AwaitPending(std::shared_ptr<Pending<T>> pending) {
-  if (!pending->result) co_await pending->timer.async_wait(kAwait);
+  if (!pending->result) {
+    pending->timer.emplace(pending->executor, net::steady_timer::time_point::max());
+    co_await pending->timer->async_wait(kAwait);
+  }
   if (!pending->result) co_return absl::CancelledError("the call did not complete");
   co_return std::move(*pending->result);
 }
