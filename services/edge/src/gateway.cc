@@ -250,13 +250,14 @@ size_t StringEnd(std::string_view text, size_t i, bool* escaped) {
 
 // The usage object of a provider answer, as text: the value of the member `key` of the
 // top-level object, or else of the object in the top-level member `parent` (when given).
-// A scan that follows only strings and nesting — much cheaper than parsing the answer,
+// One pass that follows only strings and nesting — much cheaper than parsing the answer,
 // which is read on every request for these few numbers. `ok` turns false when the text is
 // not balanced JSON.
 std::string_view FindUsageObject(std::string_view text, std::string_view key,
                                  std::string_view parent, bool* ok) {
-  std::string_view found;
-  int found_depth = 3;
+  size_t found_begin = std::string_view::npos;  // the '{' of the best match so far
+  size_t found_end = std::string_view::npos;    // one past its '}', once seen
+  int found_depth = 3;                          // the nesting of its member (1 or 2)
   int depth = 0;
   std::string_view member;  // the last member name seen at depth 1
   size_t i = 0;
@@ -265,10 +266,7 @@ std::string_view FindUsageObject(std::string_view text, std::string_view key,
     if (c == '"') {
       bool escaped = false;
       const size_t end = StringEnd(text, i, &escaped);
-      if (end == std::string_view::npos) {
-        *ok = false;
-        return {};
-      }
+      if (end == std::string_view::npos) break;
       const std::string_view name = text.substr(i + 1, end - i - 2);
       i = end;
       if (escaped || depth < 1 || depth > 2) continue;
@@ -279,7 +277,8 @@ std::string_view FindUsageObject(std::string_view text, std::string_view key,
       if (depth == 2 && (parent.empty() || member != parent)) continue;
       j = SkipSpace(text, j + 1);
       if (j >= text.size() || text[j] != '{') continue;
-      found = text.substr(j);  // cut to the object's end below
+      found_begin = j;
+      found_end = std::string_view::npos;
       found_depth = depth;
       continue;
     }
@@ -287,27 +286,17 @@ std::string_view FindUsageObject(std::string_view text, std::string_view key,
       ++depth;
     } else if (c == '}' || c == ']') {
       if (--depth < 0) break;
+      // The matched object closes when the nesting is back at its member's.
+      if (depth == found_depth && found_end == std::string_view::npos &&
+          found_begin != std::string_view::npos && i > found_begin) {
+        found_end = i + 1;
+      }
     }
     ++i;
   }
-  *ok = depth == 0;
-  if (found.empty()) return {};
-  // The object's own end.
-  int inner = 0;
-  for (size_t k = 0; k < found.size(); ++k) {
-    if (found[k] == '"') {
-      bool escaped = false;
-      const size_t end = StringEnd(found, k, &escaped);
-      if (end == std::string_view::npos) break;
-      k = end - 1;
-    } else if (found[k] == '{' || found[k] == '[') {
-      ++inner;
-    } else if ((found[k] == '}' || found[k] == ']') && --inner == 0) {
-      return found.substr(0, k + 1);
-    }
-  }
-  *ok = false;
-  return {};
+  *ok = depth == 0 && i >= text.size();
+  if (!*ok || found_end == std::string_view::npos) return {};
+  return text.substr(found_begin, found_end - found_begin);
 }
 
 }  // namespace

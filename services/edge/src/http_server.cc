@@ -230,14 +230,6 @@ net::awaitable<absl::StatusOr<T>> AwaitPending(std::shared_ptr<Pending<T>> pendi
   co_return std::move(*pending->result);
 }
 
-// The state of one AwaitCall. The timer is made only when the answer comes later.
-template <typename T>
-struct CallState {
-  std::optional<absl::StatusOr<T>> result;
-  std::optional<net::steady_timer> timer;
-  bool starting = true;  // the call is being started on the caller's thread
-};
-
 // Runs a service call that may complete before returning (in-process) or later on another
 // thread (gRPC, or an in-process service working on its own pool), and resumes on the
 // caller's executor (one thread per event loop): an answer given inline is taken directly,
@@ -245,27 +237,8 @@ struct CallState {
 template <typename T, typename Start>
 net::awaitable<absl::StatusOr<T>> AwaitCall(Start start) {
   net::any_io_executor ex = co_await net::this_coro::executor;
-  auto state = std::make_shared<CallState<T>>();
-  const std::thread::id caller = std::this_thread::get_id();
-  start([state, caller, ex](absl::StatusOr<T> r) mutable {
-    // Another thread never reads `starting` (the thread test comes first).
-    if (std::this_thread::get_id() == caller && state->starting) {
-      state->result = std::move(r);
-      return;
-    }
-    // Runs on the caller's event loop, so after the coroutine below has suspended.
-    net::post(ex, [state, r = std::move(r)]() mutable {
-      state->result = std::move(r);
-      if (state->timer) state->timer->cancel();
-    });
-  });
-  state->starting = false;
-  if (!state->result) {
-    state->timer.emplace(ex, net::steady_timer::time_point::max());
-    co_await state->timer->async_wait(kAwait);
-  }
-  if (!state->result) co_return absl::CancelledError("the call did not complete");
-  co_return std::move(*state->result);
+  std::shared_ptr<Pending<T>> pending = StartCall<T>(std::move(ex), std::move(start));
+  co_return co_await AwaitPending(std::move(pending));
 }
 
 // How one upstream attempt ended.
