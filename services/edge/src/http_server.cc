@@ -74,29 +74,6 @@ double SecondsSince(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-// Runs a service call and resumes with its result on the caller's executor. An in-process
-// service completes before returning, so its result is taken directly.
-template <typename T, typename Start>
-net::awaitable<absl::StatusOr<T>> Await(bool in_process, Start start) {
-  if (in_process) {
-    std::optional<absl::StatusOr<T>> result;
-    start([&result](absl::StatusOr<T> r) { result.emplace(std::move(r)); });
-    if (result) co_return std::move(*result);
-    co_return absl::InternalError("in-process call did not complete");
-  }
-  co_return co_await net::async_initiate<const net::use_awaitable_t<>&,
-                                         void(absl::StatusOr<T>)>(
-      [&start](auto handler) {
-        auto ex = net::get_associated_executor(handler);
-        start([handler = std::move(handler), ex](absl::StatusOr<T> r) mutable {
-          net::post(ex, [handler = std::move(handler), r = std::move(r)]() mutable {
-            std::move(handler)(std::move(r));
-          });
-        });
-      },
-      net::use_awaitable);
-}
-
 // A small thread-safe cache of service answers, for the distributed edge.
 template <typename T>
 class TtlCache {
@@ -239,6 +216,19 @@ net::awaitable<absl::StatusOr<T>> AwaitCall(Start start) {
   net::any_io_executor ex = co_await net::this_coro::executor;
   std::shared_ptr<Pending<T>> pending = StartCall<T>(std::move(ex), std::move(start));
   co_return co_await AwaitPending(std::move(pending));
+}
+
+// Runs a service call: an in-process service completes before returning and its result is
+// taken directly (no allocation); any other goes through AwaitCall.
+template <typename T, typename Start>
+net::awaitable<absl::StatusOr<T>> Await(bool in_process, Start start) {
+  if (in_process) {
+    std::optional<absl::StatusOr<T>> result;
+    start([&result](absl::StatusOr<T> r) { result.emplace(std::move(r)); });
+    if (result) co_return std::move(*result);
+    co_return absl::InternalError("in-process call did not complete");
+  }
+  co_return co_await AwaitCall<T>(std::move(start));
 }
 
 // How one upstream attempt ended.
@@ -1219,13 +1209,8 @@ net::awaitable<bool> EdgeServer::Impl::Proxy(Exchange& x, ChatRequestInfo& info)
   // plan again (wait-for-cooldown), a bounded number of times.
   absl::StatusOr<router::v1::RoutePlan> plan;
   for (int waits = 0;; ++waits) {
-    // A remote router's client may answer at once from its plan cache: taken inline then.
-    auto start_plan = [&](auto cb) { services.router->Plan(plan_req, std::move(cb)); };
-    if (services.in_process) {
-      plan = co_await Await<router::v1::RoutePlan>(true, start_plan);
-    } else {
-      plan = co_await AwaitCall<router::v1::RoutePlan>(start_plan);
-    }
+    plan = co_await Await<router::v1::RoutePlan>(
+        services.in_process, [&](auto cb) { services.router->Plan(plan_req, std::move(cb)); });
     if (!plan.ok() || plan->candidates_size() > 0 || plan->wait_ms() <= 0 ||
         waits >= plan->max_wait_retries() || draining) {
       break;
